@@ -1,0 +1,58 @@
+# The project's commands. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help venv lint typecheck unit e2e test bench up render-% clean
+
+help:
+	@echo "make up        bring up the local platform (needs the pulumi CLI and Docker)"
+	@echo "make test      lint, type-check, unit tests and the end-to-end run"
+	@echo "make unit      the fast tests only (mock runtime, no Docker)"
+	@echo "make e2e       the end-to-end run on a real Docker Engine"
+	@echo "make bench     benchmarks on the real platform; writes BENCHMARKS.md"
+
+$(STAMP): pyproject.toml requirements-dev.txt airflow_image/requirements.txt
+	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy infra dags tests
+
+unit: $(STAMP)
+	$(PY) -m pytest -m "not e2e and not bench"
+
+e2e: $(STAMP)
+	$(PY) -m pytest -m e2e -s -v
+
+test: lint typecheck
+	$(PY) -m pytest -m "not bench"
+
+bench: $(STAMP)
+	$(PY) -m pytest -m bench -s -v
+
+render-%: $(STAMP)
+	$(VENV)/bin/etlstack render $* --out rendered/$*
+
+up: $(STAMP)
+	@command -v pulumi >/dev/null || { echo "make up needs the Pulumi CLI: install it from https://www.pulumi.com/docs/install/ and run make up again"; exit 1; }
+	@command -v docker >/dev/null || { echo "make up needs Docker: install Docker Engine and run make up again"; exit 1; }
+	@# Local state and a generated passphrase: no cloud account, and the stack's
+	@# secrets are encrypted with a key that never leaves this machine.
+	mkdir -p .state && chmod 700 .state
+	test -s .state/passphrase || $(PY) -c 'import secrets; print(secrets.token_urlsafe(32))' > .state/passphrase
+	export PULUMI_BACKEND_URL=file://$(CURDIR)/.state PULUMI_CONFIG_PASSPHRASE_FILE=$(CURDIR)/.state/passphrase; \
+	  pulumi stack select local 2>/dev/null || pulumi stack init local --secrets-provider passphrase; \
+	  pulumi up -s local
+
+clean:
+	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache

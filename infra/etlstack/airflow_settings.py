@@ -1,0 +1,132 @@
+"""What every Airflow component must share, on either target.
+
+The fernet key, the API secret key and the JWT secret are generated once and kept
+in the stack's state, so they are identical in every component and stable across
+updates: a scheduler and an api-server with different JWT secrets fail every task
+with "Signature verification failed". The environment contract (executor, execution
+API URL, auth manager, the platform's runtime settings for the DAG factory) is
+built here once and handed to each target.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_random as random
+
+from etlstack.config import StackConfig
+
+AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+# The pool every pipeline task runs in; its size is airflow.pipelineTaskSlots.
+PIPELINE_POOL = "pipeline_tasks"
+API_SERVER_PORT = 8080
+SCHEDULER_HEALTH_PORT = 8974
+
+
+class AirflowSecrets(pulumi.ComponentResource):
+    """The generated keys and the admin password, kept secret in state and outputs."""
+
+    fernet_key: pulumi.Output[str]
+    api_secret_key: pulumi.Output[str]
+    jwt_secret: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+
+    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("etlstack:airflow:Secrets", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # A Fernet key is 32 random bytes in URL-safe base64 with its padding.
+        fernet = random.RandomId(
+            f"{name}-fernet-key",
+            byte_length=32,
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["b64Url", "b64Std", "hex"]),
+        )
+        self.fernet_key = pulumi.Output.secret(fernet.b64_url.apply(lambda key: key + "="))
+        self.api_secret_key = random.RandomPassword(
+            f"{name}-api-secret-key", length=32, special=False, opts=child
+        ).result
+        self.jwt_secret = random.RandomPassword(
+            f"{name}-jwt-secret", length=64, special=False, opts=child
+        ).result
+        self.admin_password = random.RandomPassword(
+            f"{name}-admin-password", length=24, special=False, opts=child
+        ).result
+        self.register_outputs({})
+
+
+@dataclass(frozen=True)
+class AirflowEnvironment:
+    """Environment variables for the Airflow components: plain ones and secret ones."""
+
+    plain: dict[str, pulumi.Input[str]]
+    secret: dict[str, pulumi.Output[str]]
+
+    def merged(self, extra_secret: dict[str, pulumi.Output[str]] | None = None) -> pulumi.Output[list[str]]:
+        """All of it as NAME=value strings (a secret Output, as any secret part makes it)."""
+        secret = {**self.secret, **(extra_secret or {})}
+        pairs = [pulumi.Output.concat(k, "=", v) for k, v in sorted(self.plain.items())]
+        pairs += [pulumi.Output.concat(k, "=", v) for k, v in sorted(secret.items())]
+        return pulumi.Output.all(*pairs).apply(list)
+
+
+def database_url(user: str, password: pulumi.Input[str], host: str, database: str) -> pulumi.Output[str]:
+    return pulumi.Output.secret(
+        pulumi.Output.concat("postgresql+psycopg2://", user, ":", password, "@", host, ":5432/", database)
+    )
+
+
+def airflow_environment(
+    config: StackConfig,
+    *,
+    secrets: AirflowSecrets,
+    metadata_database_url: pulumi.Output[str],
+    api_server_host: str,
+    public_url: str,
+    runtime: pulumi.Output[dict[str, Any]],
+) -> AirflowEnvironment:
+    """The settings that tie the scheduler, api-server and task processes together."""
+    airflow = config.settings.airflow
+    plain: dict[str, pulumi.Input[str]] = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__AUTH_MANAGER": AUTH_MANAGER,
+        # Task processes reach the execution API through the api-server's service
+        # name; the default (derived from base_url) is localhost, which inside a
+        # container is the container itself.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{api_server_host}:{API_SERVER_PORT}/execution/",
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__CORE__PARALLELISM": str(airflow.parallelism),
+        "AIRFLOW__API__BASE_URL": public_url,
+        "AIRFLOW__API_AUTH__JWT_ISSUER": f"etlstack-{config.stack}",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(SCHEDULER_HEALTH_PORT),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # Read by the DAG factory (dags/pipeline_factory): how tasks are launched here
+        # and which pipeline images this stack deploys. Nothing secret goes in it.
+        "ETLSTACK_RUNTIME": runtime.apply(lambda value: json.dumps(value, sort_keys=True)),
+    }
+    secret = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_database_url,
+        "AIRFLOW__CORE__FERNET_KEY": secrets.fernet_key,
+        "AIRFLOW__API__SECRET_KEY": secrets.api_secret_key,
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.jwt_secret,
+    }
+    return AirflowEnvironment(plain=plain, secret=secret)
+
+
+def runtime_settings(
+    config: StackConfig,
+    pipeline_images: dict[str, pulumi.Output[str]],
+    target_settings: dict[str, Any],
+) -> pulumi.Output[dict[str, Any]]:
+    """The platform facts the DAG factory needs at parse and run time."""
+    airflow = config.settings.airflow
+    return pulumi.Output.from_input({
+        "target": config.target.value,
+        "pipelineImages": pipeline_images,
+        "pool": PIPELINE_POOL,
+        "taskResources": {"cpu": airflow.task_resources.cpu, "memory": airflow.task_resources.memory},
+        config.target.value: target_settings,
+    })

@@ -1,0 +1,470 @@
+"""Stack configuration: read once, validated once, into typed objects.
+
+Every setting a stack file may hold is declared here, with its default. The rest of
+the program receives a `StackConfig` and never reads raw Pulumi config, so a wrong
+setting fails here, before any resource is declared, with one message that names
+the key, what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "etlstack"
+
+# Keys that hold credentials. They must be set with `pulumi config set --secret`,
+# and they reach the program only as Pulumi secrets.
+SECRET_KEYS = ("externalDatabaseUrl", "registryPassword")
+
+
+class ConfigError(Exception):
+    """A stack setting is wrong. The message names the key, the problem and the fix."""
+
+
+# An image reference: [registry[:port]/]path[:tag][@sha256:<64 hex>].
+_IMAGE_REF = re.compile(
+    r"^(?:(?P<registry>[a-zA-Z0-9.-]+(?::[0-9]+)?)/)?"
+    r"(?P<path>[a-z0-9]+(?:[._-]+[a-z0-9]+)*(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[a-f0-9]{64}))?$"
+)
+_DIGEST_PINNED = re.compile(r"@sha256:[a-f0-9]{64}$")
+
+
+def _image_reference(value: str) -> str:
+    match = _IMAGE_REF.match(value)
+    if not match or not (match["tag"] or match["digest"]):
+        raise ValueError(
+            f"{value!r} is not a pinned image reference; write it as "
+            "'name:tag' or 'name@sha256:<64 hex digits>', e.g. 'postgres:16.4-bookworm'"
+        )
+    return value
+
+
+def _digest_pinned(value: str) -> str:
+    if not _DIGEST_PINNED.search(value):
+        raise ValueError(
+            f"{value!r} is not pinned by digest; promoted artifacts must read "
+            "'repository@sha256:<64 hex digits>'"
+        )
+    return _image_reference(value)
+
+
+def _quantity(value: str) -> str:
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?", value):
+        raise ValueError(
+            f"{value!r} is not a Kubernetes quantity; write e.g. '500m' (CPU) or '512Mi' (memory)"
+        )
+    return value
+
+
+def _ip_address(value: str) -> str:
+    ipaddress.ip_address(value)
+    return value
+
+
+ImageRef = Annotated[str, AfterValidator(_image_reference)]
+PinnedImageRef = Annotated[str, AfterValidator(_digest_pinned)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+IPAddress = Annotated[str, AfterValidator(_ip_address)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+KubernetesName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+
+
+class _Settings(BaseModel):
+    """Base of every settings block: camelCase keys as in the stack files, nothing unknown."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class Target(StrEnum):
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+
+
+class Images(_Settings):
+    """Third-party images. Point them at a mirror if Docker Hub is out of reach."""
+
+    # PostgreSQL 16: the version the official Airflow compose file runs.
+    postgres: ImageRef = "postgres:16.4-bookworm"
+    # The CNCF distribution registry, last 2.x release (htpasswd auth, filesystem storage).
+    registry: ImageRef = "registry:2.8.3"
+    # HAProxy 3.0 LTS: the Docker API proxy in front of the socket (docker target only).
+    docker_proxy: ImageRef = "haproxy:3.0.5-bookworm"
+    # The base of the Airflow and pipeline images: Debian 12, Python 3.11 as in the tests.
+    python_base: ImageRef = "python:3.11.10-slim-bookworm"
+
+
+class Build(_Settings):
+    """How images are built on a network that needs a package mirror or an extra CA."""
+
+    pip_index_url: str | None = None
+    # A PEM file on the machine that runs `pulumi up`, for TLS-intercepting proxies.
+    ca_bundle_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _ca_bundle_exists(self) -> Build:
+        if self.ca_bundle_file is not None and not self.ca_bundle_file.is_file():
+            raise ValueError(
+                f"caBundleFile {str(self.ca_bundle_file)!r} does not exist; give the path "
+                "of a PEM file on the machine that runs pulumi up"
+            )
+        return self
+
+
+class Resources(_Settings):
+    cpu: Quantity
+    memory: Quantity
+
+
+class Component(_Settings):
+    replicas: int = Field(default=1, ge=1, le=10)
+    resources: Resources = Resources(cpu="500m", memory="1Gi")
+
+
+class Airflow(_Settings):
+    admin_username: KubernetesName = "admin"
+    admin_email: str = "admin@example.org"
+    api_server: Component = Component(resources=Resources(cpu="500m", memory="1Gi"))
+    scheduler: Component = Component(resources=Resources(cpu="1", memory="2Gi"))
+    dag_processor: Component = Component(resources=Resources(cpu="500m", memory="1Gi"))
+    triggerer: Component = Component(resources=Resources(cpu="250m", memory="512Mi"))
+    # How many task instances run at once across the platform ([core] parallelism).
+    parallelism: int = Field(default=16, ge=1, le=512)
+    # Slots of the pool every pipeline task runs in: the cap that keeps a burst of
+    # tasks from overwhelming the Docker daemon or the namespace's quota.
+    pipeline_task_slots: int = Field(default=8, ge=1, le=256)
+    # Limits of every pipeline task container or pod.
+    task_resources: Resources = Resources(cpu="1", memory="512Mi")
+
+    @model_validator(mode="after")
+    def _replicas_make_sense(self) -> Airflow:
+        for name in ("scheduler", "dag_processor", "triggerer"):
+            if getattr(self, name).replicas != 1:
+                raise ValueError(
+                    f"{to_camel(name)}.replicas must be 1: with the LocalExecutor only the "
+                    "api-server scales out; remove the setting"
+                )
+        return self
+
+
+class Postgres(_Settings):
+    # Use an external or managed database: its URL is the secret externalDatabaseUrl.
+    external: bool = False
+    storage_size: Quantity = "10Gi"
+    resources: Resources = Resources(cpu="500m", memory="1Gi")
+    # Keep the data volume when the stack is destroyed; set false only to really lose it.
+    retain_on_destroy: bool = True
+
+
+class Registry(_Settings):
+    # Where images are pushed and pulled. On Docker the deployed registry is published
+    # at bindAddress:ports.registry and this may stay empty.
+    host: str | None = None
+    # Use a registry you already run at `host`; its password is the secret registryPassword.
+    external: bool = False
+    username: KubernetesName = "etlstack"
+    storage_size: Quantity = "20Gi"
+
+
+class Ports(_Settings):
+    airflow: Port = 8080
+    registry: Port = 5000
+    # PostgreSQL is not published unless a port is given.
+    postgres: Port | None = None
+
+
+class Docker(_Settings):
+    """The single-host target."""
+
+    socket_path: str = "/var/run/docker.sock"
+    # The group that owns the socket; the proxy joins it instead of running as root.
+    socket_gid: int | Literal["auto"] = "auto"
+    bind_address: IPAddress = "127.0.0.1"
+    ports: Ports = Ports()
+
+    @model_validator(mode="after")
+    def _ports_distinct(self) -> Docker:
+        published = {k: v for k, v in self.ports.model_dump().items() if v is not None}
+        seen: dict[int, str] = {}
+        for name, port in published.items():
+            if port in seen:
+                raise ValueError(
+                    f"ports.{name} and ports.{seen[port]} are both {port}; "
+                    "give each published port its own number"
+                )
+            seen[port] = name
+        return self
+
+
+class Ingress(_Settings):
+    enabled: bool = False
+    host: str | None = None
+    class_name: str | None = None
+    tls_secret_name: KubernetesName | None = None
+
+    @model_validator(mode="after")
+    def _host_when_enabled(self) -> Ingress:
+        if self.enabled and not self.host:
+            raise ValueError("ingress.host is required when ingress.enabled is true")
+        return self
+
+
+SUPPORTED_KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(25, 38))
+
+
+class Kubernetes(_Settings):
+    """The cluster target."""
+
+    context: str
+    version: Literal[SUPPORTED_KUBERNETES_VERSIONS]  # type: ignore[valid-type]
+    namespace: KubernetesName = "etlstack"
+    pipelines_namespace: KubernetesName = "etlstack-pipelines"
+    storage_class: str | None = None
+    ingress: Ingress = Ingress()
+
+    @model_validator(mode="after")
+    def _namespaces_distinct(self) -> Kubernetes:
+        if self.namespace == self.pipelines_namespace:
+            raise ValueError(
+                "namespace and pipelinesNamespace must differ: pipeline pods run apart "
+                "from the platform"
+            )
+        return self
+
+
+# Artifact names are the keys of the `artifacts` output: "airflow", "dags" and each
+# pipeline's name.
+ArtifactName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+
+
+class StackSettings(_Settings):
+    """Everything under `etlstack:` in a stack file, secrets excepted."""
+
+    target: Target
+    images: Images = Images()
+    build: Build = Build()
+    airflow: Airflow = Airflow()
+    postgres: Postgres = Postgres()
+    registry: Registry = Registry()
+    docker: Docker | None = None
+    kubernetes: Kubernetes | None = None
+    # Pinned references promoted from another stack. When set, nothing is built:
+    # the stack deploys exactly these.
+    artifacts: dict[ArtifactName, str] | None = None
+
+    @model_validator(mode="after")
+    def _target_blocks(self) -> StackSettings:
+        if self.target is Target.KUBERNETES:
+            if self.kubernetes is None:
+                raise ValueError(
+                    "target kubernetes needs the kubernetes block; set at least "
+                    "kubernetes.context and kubernetes.version"
+                )
+            if self.docker is not None:
+                raise ValueError("the docker block is only read when target is docker; remove it")
+            if not self.registry.host:
+                raise ValueError(
+                    "registry.host is required on kubernetes: the address the cluster "
+                    "pulls images from"
+                )
+        elif self.kubernetes is not None:
+            raise ValueError("the kubernetes block is only read when target is kubernetes; remove it")
+        if self.artifacts is not None:
+            _check_artifacts(self.artifacts)
+        if self.target is Target.DOCKER and self.postgres.external:
+            raise ValueError(
+                "postgres.external is for the kubernetes target; on docker the stack runs PostgreSQL"
+            )
+        return self
+
+
+def _check_artifacts(artifacts: dict[str, str]) -> None:
+    missing = [name for name in ("airflow", "dags") if name not in artifacts]
+    if missing:
+        raise ValueError(
+            f"artifacts must pin {missing}; promote them from the stack that ran them "
+            "with `etlstack promote <from> <to>`"
+        )
+    for name, reference in artifacts.items():
+        if name == "dags":
+            if not re.fullmatch(r"dags-[a-f0-9]{12}", reference):
+                raise ValueError(f"artifacts.dags {reference!r} is not a DAGs version ('dags-<12 hex>')")
+            continue
+        try:
+            _digest_pinned(reference)
+        except ValueError as error:
+            raise ValueError(f"artifacts.{name}: {error}") from None
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials from the stack file, as Pulumi secrets."""
+
+    external_database_url: pulumi.Output[str] | None
+    registry_password: pulumi.Output[str] | None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    settings: StackSettings
+    secrets: Secrets
+    # The project root: where airflow_image/, dags/ and pipelines/ are.
+    project_root: Path
+
+    @property
+    def target(self) -> Target:
+        return self.settings.target
+
+    @property
+    def docker(self) -> Docker:
+        assert self.settings.docker is not None, "docker settings exist for the docker target"
+        return self.settings.docker
+
+    @property
+    def kubernetes(self) -> Kubernetes:
+        assert self.settings.kubernetes is not None, "kubernetes settings exist for that target"
+        return self.settings.kubernetes
+
+
+def _fix_hint(key: str) -> str:
+    return f"fix it with: pulumi config set --path '{NAMESPACE}:{key}' <value>"
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            lines.append(
+                f"{NAMESPACE}:{key}: unknown setting; remove it or check its spelling "
+                f"(every setting is listed in infra/etlstack/config.py)"
+            )
+        elif problem["type"] == "missing":
+            lines.append(f"{NAMESPACE}:{key}: required but not set; {_fix_hint(key)}")
+        elif key:
+            given = problem.get("input")
+            shown = f" (got {given!r})" if not isinstance(given, dict | list) else ""
+            lines.append(f"{NAMESPACE}:{key}: {message}{shown}; {_fix_hint(key)}")
+        else:
+            lines.append(f"{NAMESPACE}: {message}")
+    return "invalid stack configuration:\n  " + "\n  ".join(lines)
+
+
+def parse_settings(raw: Mapping[str, Any]) -> StackSettings:
+    """Validate the `etlstack:` settings of a stack (keys without the namespace)."""
+    try:
+        return StackSettings.model_validate(dict(raw))
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error)) from None
+
+
+def _resolve_socket_gid(docker: Docker) -> Docker:
+    if docker.socket_gid != "auto":
+        return docker
+    try:
+        gid = os.stat(docker.socket_path).st_gid
+    except OSError:
+        raise ConfigError(
+            f"{NAMESPACE}:docker.socketGid is 'auto' but the Docker socket "
+            f"{docker.socket_path!r} cannot be read; start Docker, or set "
+            f"{NAMESPACE}:docker.socketPath, or give the group id with "
+            f"pulumi config set --path '{NAMESPACE}:docker.socketGid' <gid>"
+        ) from None
+    return docker.model_copy(update={"socket_gid": gid})
+
+
+def load_config(
+    stack: str,
+    raw: Mapping[str, Any],
+    secret_keys: set[str],
+    project_root: Path,
+) -> StackConfig:
+    """Build the typed configuration of `stack` from its raw `etlstack:` settings.
+
+    `raw` maps keys without the namespace to values as Pulumi hands them over
+    (strings, or objects already parsed from JSON); `secret_keys` names the keys that
+    the stack file holds encrypted.
+    """
+    plain = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
+    settings = parse_settings(plain)
+    if settings.target is Target.DOCKER:
+        settings = settings.model_copy(update={"docker": _resolve_socket_gid(settings.docker or Docker())})
+
+    for key in SECRET_KEYS:
+        if key in raw and key not in secret_keys:
+            raise ConfigError(
+                f"{NAMESPACE}:{key} is stored in plain text; remove it and set it again with "
+                f"pulumi config set --secret {NAMESPACE}:{key} <value>"
+            )
+
+    def secret(key: str, needed: bool, why: str) -> pulumi.Output[str] | None:
+        if key in raw:
+            return pulumi.Output.secret(str(raw[key]))
+        if needed:
+            raise ConfigError(
+                f"{NAMESPACE}:{key} is required {why}; set it with "
+                f"pulumi config set --secret {NAMESPACE}:{key} <value>"
+            )
+        return None
+
+    secrets = Secrets(
+        external_database_url=secret(
+            "externalDatabaseUrl", settings.postgres.external, "because postgres.external is true"
+        ),
+        registry_password=secret(
+            "registryPassword", settings.registry.external, "because registry.external is true"
+        ),
+    )
+    return StackConfig(stack=stack, settings=settings, secrets=secrets, project_root=project_root)
+
+
+def _parse_raw_value(value: str) -> Any:
+    """Pulumi hands structured settings over as JSON text and scalars as plain text."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    return parsed if isinstance(parsed, dict | list) else value
+
+
+def load_from_pulumi(project_root: Path) -> StackConfig:
+    """Read this stack's `etlstack:` settings from the running Pulumi engine."""
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{NAMESPACE}:"
+    everything: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    raw = {
+        key.removeprefix(prefix): _parse_raw_value(value)
+        for key, value in everything.items()
+        if key.startswith(prefix)
+    }
+    secret_keys = {
+        key.removeprefix(prefix)
+        for key in {*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()}
+        if key.startswith(prefix)
+    }
+    return load_config(pulumi.get_stack(), raw, secret_keys, project_root)
