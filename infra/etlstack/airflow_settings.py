@@ -41,7 +41,9 @@ class AirflowSecrets(pulumi.ComponentResource):
         fernet = random.RandomId(
             f"{name}-fernet-key",
             byte_length=32,
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["b64Url", "b64Std", "hex"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, additional_secret_outputs=["b64Url", "b64Std", "hex"]
+            ),
         )
         self.fernet_key = pulumi.Output.secret(fernet.b64_url.apply(lambda key: key + "="))
         self.api_secret_key = random.RandomPassword(
@@ -63,7 +65,9 @@ class AirflowEnvironment:
     plain: dict[str, pulumi.Input[str]]
     secret: dict[str, pulumi.Output[str]]
 
-    def merged(self, extra_secret: dict[str, pulumi.Output[str]] | None = None) -> pulumi.Output[list[str]]:
+    def merged(
+        self, extra_secret: dict[str, pulumi.Output[str]] | None = None
+    ) -> pulumi.Output[list[str]]:
         """All of it as NAME=value strings (a secret Output, as any secret part makes it)."""
         secret = {**self.secret, **(extra_secret or {})}
         pairs = [pulumi.Output.concat(k, "=", v) for k, v in sorted(self.plain.items())]
@@ -71,9 +75,13 @@ class AirflowEnvironment:
         return pulumi.Output.all(*pairs).apply(list)
 
 
-def database_url(user: str, password: pulumi.Input[str], host: str, database: str) -> pulumi.Output[str]:
+def database_url(
+    user: str, password: pulumi.Input[str], host: str, database: str
+) -> pulumi.Output[str]:
     return pulumi.Output.secret(
-        pulumi.Output.concat("postgresql+psycopg2://", user, ":", password, "@", host, ":5432/", database)
+        pulumi.Output.concat(
+            "postgresql+psycopg2://", user, ":", password, "@", host, ":5432/", database
+        )
     )
 
 
@@ -123,10 +131,15 @@ def runtime_settings(
 ) -> pulumi.Output[dict[str, Any]]:
     """The platform facts the DAG factory needs at parse and run time."""
     airflow = config.settings.airflow
-    return pulumi.Output.from_input({
-        "target": config.target.value,
-        "pipelineImages": pipeline_images,
-        "pool": PIPELINE_POOL,
-        "taskResources": {"cpu": airflow.task_resources.cpu, "memory": airflow.task_resources.memory},
-        config.target.value: target_settings,
-    })
+    return pulumi.Output.from_input(
+        {
+            "target": config.target.value,
+            "pipelineImages": pipeline_images,
+            "pool": PIPELINE_POOL,
+            "taskResources": {
+                "cpu": airflow.task_resources.cpu,
+                "memory": airflow.task_resources.memory,
+            },
+            config.target.value: target_settings,
+        }
+    )

@@ -67,14 +67,20 @@ def _read_pipeline(directory: Path) -> Pipeline:
     where = f"pipelines/{directory.name}"
     pyproject = directory / "pyproject.toml"
     if not pyproject.is_file():
-        raise ConfigError(f"{where} has no pyproject.toml; every pipeline folder declares its version there")
+        raise ConfigError(
+            f"{where} has no pyproject.toml; every pipeline folder declares its version there"
+        )
     project = tomllib.loads(pyproject.read_text()).get("project", {})
     version = project.get("version")
     if not version:
-        raise ConfigError(f"{where}/pyproject.toml has no [project] version; add one, e.g. version = \"1.0.0\"")
+        raise ConfigError(
+            f'{where}/pyproject.toml has no [project] version; add one, e.g. version = "1.0.0"'
+        )
     if not (directory / "Dockerfile").is_file():
         raise ConfigError(f"{where} has no Dockerfile; every pipeline ships as an image")
-    tasks = tuple(sorted(p.name.removeprefix("run_").removesuffix(".sh") for p in directory.glob("run_*.sh")))
+    tasks = tuple(
+        sorted(p.name.removeprefix("run_").removesuffix(".sh") for p in directory.glob("run_*.sh"))
+    )
     if not tasks:
         raise ConfigError(f"{where} has no run_<task>.sh; add one script per task")
     name = directory.name

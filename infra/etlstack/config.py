@@ -78,12 +78,17 @@ def _quantity(value: str) -> str:
 
 
 def _ip_address(value: str) -> str:
-    ipaddress.ip_address(value)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address; write e.g. '127.0.0.1' (this machine only) "
+            "or '0.0.0.0' (every interface)"
+        ) from None
     return value
 
 
 ImageRef = Annotated[str, AfterValidator(_image_reference)]
-PinnedImageRef = Annotated[str, AfterValidator(_digest_pinned)]
 Quantity = Annotated[str, AfterValidator(_quantity)]
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -290,9 +295,11 @@ class StackSettings(_Settings):
                     "pulls images from"
                 )
         elif self.kubernetes is not None:
-            raise ValueError("the kubernetes block is only read when target is kubernetes; remove it")
+            raise ValueError(
+                "the kubernetes block is only read when target is kubernetes; remove it"
+            )
         if self.artifacts is not None:
-            _check_artifacts(self.artifacts)
+            check_artifacts(self.artifacts)
         if self.target is Target.DOCKER and self.postgres.external:
             raise ValueError(
                 "postgres.external is for the kubernetes target; on docker the stack runs PostgreSQL"
@@ -300,7 +307,7 @@ class StackSettings(_Settings):
         return self
 
 
-def _check_artifacts(artifacts: dict[str, str]) -> None:
+def check_artifacts(artifacts: dict[str, str]) -> None:
     missing = [name for name in ("airflow", "dags") if name not in artifacts]
     if missing:
         raise ValueError(
@@ -310,7 +317,9 @@ def _check_artifacts(artifacts: dict[str, str]) -> None:
     for name, reference in artifacts.items():
         if name == "dags":
             if not re.fullmatch(r"dags-[a-f0-9]{12}", reference):
-                raise ValueError(f"artifacts.dags {reference!r} is not a DAGs version ('dags-<12 hex>')")
+                raise ValueError(
+                    f"artifacts.dags {reference!r} is not a DAGs version ('dags-<12 hex>')"
+                )
             continue
         try:
             _digest_pinned(reference)
@@ -365,6 +374,9 @@ def _format_validation_error(error: ValidationError) -> str:
             )
         elif problem["type"] == "missing":
             lines.append(f"{NAMESPACE}:{key}: required but not set; {_fix_hint(key)}")
+        elif problem["type"] == "value_error":
+            # The project's own checks: their messages already say how to fix it.
+            lines.append(f"{NAMESPACE}:{key}: {message}" if key else f"{NAMESPACE}: {message}")
         elif key:
             given = problem.get("input")
             shown = f" (got {given!r})" if not isinstance(given, dict | list) else ""
@@ -412,7 +424,9 @@ def load_config(
     plain = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
     settings = parse_settings(plain)
     if settings.target is Target.DOCKER:
-        settings = settings.model_copy(update={"docker": _resolve_socket_gid(settings.docker or Docker())})
+        settings = settings.model_copy(
+            update={"docker": _resolve_socket_gid(settings.docker or Docker())}
+        )
 
     for key in SECRET_KEYS:
         if key in raw and key not in secret_keys:
@@ -464,7 +478,10 @@ def load_from_pulumi(project_root: Path) -> StackConfig:
     }
     secret_keys = {
         key.removeprefix(prefix)
-        for key in {*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()}
+        for key in {
+            *runtime_config.get_config_secret_keys_env(),
+            *runtime_config._SECRET_KEYS.get(),
+        }
         if key.startswith(prefix)
     }
     return load_config(pulumi.get_stack(), raw, secret_keys, project_root)

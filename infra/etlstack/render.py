@@ -117,7 +117,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["imageName"] = name
         elif args.typ.startswith("kubernetes:") and "apiVersion" in state:
             metadata = dict(state.get("metadata") or {})
-            metadata.setdefault("name", f"{args.name}-{hashlib.sha1(args.name.encode()).hexdigest()[:8]}")
+            metadata.setdefault(
+                "name", f"{args.name}-{hashlib.sha1(args.name.encode()).hexdigest()[:8]}"
+            )
             state["metadata"] = metadata
         return f"{args.name}-id", state
 
@@ -133,13 +135,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.lock = threading.Lock()
         self.registrations: list[tuple[Any, str]] = []
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             with self.lock:
                 self.registrations.append((request, response.urn))
         return response
-
 
 
 async def _stack_outputs(evaluation: Evaluation) -> None:
