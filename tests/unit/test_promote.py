@@ -1,0 +1,196 @@
+"""`etlstack promote`: pin what ran in one stack into another stack's file, or refuse."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from etlstack.catalog import discover
+from etlstack.cli import main
+from tests.conftest import PROJECT_ROOT
+
+
+def digest(seed: str) -> str:
+    return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
+
+
+def outputs_for(release: str) -> dict[str, Any]:
+    """Outputs as `pulumi stack output --json -s dev` prints them after a release."""
+    artifacts = {
+        "airflow": f"registry.dev.example.org/etlstack/airflow@{digest('airflow' + release)}",
+        "dags": "dags-" + hashlib.sha256(release.encode()).hexdigest()[:12],
+    }
+    for pipeline in discover(PROJECT_ROOT).pipelines:
+        artifacts[pipeline.name] = (
+            f"registry.dev.example.org/etlstack/pipelines/{pipeline.name}@{digest(pipeline.name + release)}"
+        )
+    return {
+        "airflowUrl": "https://airflow.dev.example.org",
+        "adminPassword": "[secret]",
+        "artifacts": artifacts,
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the project's stack files beside the real pipelines, DAGs and image."""
+    for path in PROJECT_ROOT.glob("Pulumi*.yaml"):
+        shutil.copy(path, tmp_path / path.name)
+    for name in ("airflow_image", "dags", "pipelines"):
+        (tmp_path / name).symlink_to(PROJECT_ROOT / name)
+    return tmp_path
+
+
+def write_outputs(project: Path, outputs: Any, name: str = "dev-outputs.json") -> Path:
+    path = project / name
+    path.write_text(outputs if isinstance(outputs, str) else json.dumps(outputs))
+    return path
+
+
+def promote(project: Path, outputs_file: Path, *extra: str, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.chdir(project)
+    return main(["promote", "dev", "prod", "--outputs", str(outputs_file), *extra])
+
+
+def pinned_artifacts(project: Path) -> dict[str, str]:
+    import yaml
+
+    document = yaml.safe_load((project / "Pulumi.prod.yaml").read_text())
+    return dict(document["config"]["etlstack:artifacts"])
+
+
+def lines_outside_artifacts(text: str) -> list[str]:
+    kept, inside = [], False
+    for line in text.splitlines():
+        if line.startswith("  etlstack:artifacts:"):
+            inside = True
+            continue
+        if inside and line.startswith("    "):
+            continue
+        inside = False
+        kept.append(line)
+    return kept
+
+
+def test_promote_pins_exactly_what_dev_ran_and_keeps_everything_else(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (project / "Pulumi.prod.yaml").read_text()
+    release = outputs_for("r1")
+
+    assert promote(project, write_outputs(project, release), monkeypatch=monkeypatch) == 0
+
+    after = (project / "Pulumi.prod.yaml").read_text()
+    assert pinned_artifacts(project) == release["artifacts"]
+    assert lines_outside_artifacts(after) == lines_outside_artifacts(before)
+    assert "# Pinned by `etlstack promote dev prod`" in after
+    printed = capsys.readouterr().out
+    for name, reference in release["artifacts"].items():
+        assert f"{name}: " in printed and f"-> {reference}" in printed
+
+
+def test_dry_run_prints_the_changes_and_writes_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+    release = outputs_for("r2")
+
+    assert (
+        promote(project, write_outputs(project, release), "--dry-run", monkeypatch=monkeypatch) == 0
+    )
+
+    assert (project / "Pulumi.prod.yaml").read_bytes() == before
+    printed = capsys.readouterr().out
+    assert release["artifacts"]["airflow"] in printed
+    assert "nothing written" in printed
+
+
+def test_rollback_is_promoting_the_earlier_outputs(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = write_outputs(project, outputs_for("r1"), "r1.json")
+    promote(project, first, monkeypatch=monkeypatch)
+    released_r1 = (project / "Pulumi.prod.yaml").read_text()
+    promote(project, write_outputs(project, outputs_for("r2"), "r2.json"), monkeypatch=monkeypatch)
+    assert pinned_artifacts(project) == outputs_for("r2")["artifacts"]
+
+    promote(project, first, monkeypatch=monkeypatch)
+
+    assert (project / "Pulumi.prod.yaml").read_text() == released_r1
+
+
+def with_artifact(name: str, reference: str) -> dict[str, Any]:
+    outputs = outputs_for("bad")
+    outputs["artifacts"][name] = reference
+    return outputs
+
+
+@pytest.mark.parametrize(
+    ("outputs", "says"),
+    [
+        (
+            with_artifact("airflow", "registry.dev.example.org/etlstack/airflow:3.3.2"),
+            "artifacts.airflow: 'registry.dev.example.org/etlstack/airflow:3.3.2' is not pinned by digest",
+        ),
+        (
+            with_artifact("unknown_pipeline", f"r.example.org/etlstack/pipelines/x@{digest('x')}"),
+            "stack 'prod' does not deploy it",
+        ),
+        ({"airflowUrl": "x"}, "have no `artifacts`"),
+        ({"artifacts": {}}, "have no `artifacts` (or it is empty)"),
+        ('{"artifacts": ', "is not JSON"),
+        ("[1, 2]", "is not a JSON object"),
+        ({"artifacts": {"airflow": 1}}, "must map names to strings"),
+    ],
+)
+def test_refusals_name_the_problem_and_change_no_file(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    outputs: Any,
+    says: str,
+) -> None:
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+
+    assert promote(project, write_outputs(project, outputs), monkeypatch=monkeypatch) == 2
+
+    assert (project / "Pulumi.prod.yaml").read_bytes() == before
+    assert says in capsys.readouterr().err
+
+
+def test_an_artifact_dev_did_not_run_is_refused(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outputs = outputs_for("r1")
+    dropped = next(name for name in outputs["artifacts"] if name not in ("airflow", "dags"))
+    del outputs["artifacts"][dropped]
+
+    assert promote(project, write_outputs(project, outputs), monkeypatch=monkeypatch) == 2
+    assert f"the source stack ran no ['{dropped}']" in capsys.readouterr().err
+
+
+def test_a_prod_file_that_does_not_parse_is_refused(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = "config:\n  etlstack:target: kubernetes\n   bad: [indentation\n"
+    (project / "Pulumi.prod.yaml").write_text(broken)
+
+    assert promote(project, write_outputs(project, outputs_for("r1")), monkeypatch=monkeypatch) == 2
+
+    assert (project / "Pulumi.prod.yaml").read_text() == broken
+    assert "Pulumi.prod.yaml does not parse as YAML" in capsys.readouterr().err
+
+
+def test_without_the_pulumi_cli_it_says_to_pass_an_outputs_file(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(project))
+    monkeypatch.chdir(project)
+
+    assert main(["promote", "dev", "prod"]) == 2
+    assert "pass --outputs FILE" in capsys.readouterr().err
