@@ -91,6 +91,19 @@ def _ip_address(value: str) -> str:
 ImageRef = Annotated[str, AfterValidator(_image_reference)]
 Quantity = Annotated[str, AfterValidator(_quantity)]
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a network in CIDR notation, e.g. '10.0.0.0/8'"
+        ) from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 KubernetesName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 
@@ -191,6 +204,9 @@ class Registry(_Settings):
     external: bool = False
     username: KubernetesName = "etlstack"
     storage_size: Quantity = "20Gi"
+    # Kubernetes: the TLS Secret of the registry's Ingress (kubelets pull over HTTPS);
+    # unset, the ingress controller's default certificate is served.
+    tls_secret_name: KubernetesName | None = None
 
 
 class Ports(_Settings):
@@ -228,6 +244,9 @@ class Ingress(_Settings):
     host: str | None = None
     class_name: str | None = None
     tls_secret_name: KubernetesName | None = None
+    # Where the ingress controller runs: the only namespace whose pods may reach the
+    # api-server and the registry from outside the platform (NetworkPolicies).
+    controller_namespace: KubernetesName = "ingress-nginx"
 
     @model_validator(mode="after")
     def _host_when_enabled(self) -> Ingress:
@@ -248,6 +267,12 @@ class Kubernetes(_Settings):
     pipelines_namespace: KubernetesName = "etlstack-pipelines"
     storage_class: str | None = None
     ingress: Ingress = Ingress()
+    # Where the Kubernetes API server is, for the egress NetworkPolicy of the pods that
+    # launch task pods; narrow it to the API server's address if you know it.
+    api_server_cidr: Cidr = "0.0.0.0/0"
+    # Networks pipeline pods may reach besides the warehouse and DNS, e.g. the sources
+    # they extract from. Empty: nothing else.
+    pipeline_egress_cidrs: list[Cidr] = []
 
     @model_validator(mode="after")
     def _namespaces_distinct(self) -> Kubernetes:
