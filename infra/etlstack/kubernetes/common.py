@@ -1,0 +1,102 @@
+"""What every Kubernetes component of the platform shares: labels, pod security, names.
+
+The pod and container security settings are the Pod Security Standard "restricted"
+profile, which both namespaces enforce; building them in one place keeps every
+workload identical in that respect, and the policy pack checks the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+PART_OF = "etlstack"
+NAME_LABEL = "app.kubernetes.io/name"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+PART_OF_LABEL = "app.kubernetes.io/part-of"
+# Every namespace carries this label (set by the API server since 1.21); NetworkPolicy
+# peers select namespaces by it.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
+# Names in the runtime contract with the DAG factory (dags/): fixed, never auto-named.
+REGISTRY_PULL_SECRET = "registry-pull"
+WAREHOUSE_SECRET = "warehouse"
+WAREHOUSE_SECRET_KEY = "url"
+PIPELINE_SERVICE_ACCOUNT = "pipeline-task"
+
+POSTGRES_PORT = 5432
+REGISTRY_PORT = 5000
+
+
+def labels(name: str, component: str | None = None) -> dict[str, str]:
+    """Labels of a workload, its pods and the objects that belong to it."""
+    result = {NAME_LABEL: name, PART_OF_LABEL: PART_OF}
+    if component:
+        result[COMPONENT_LABEL] = component
+    return result
+
+
+def metadata(
+    name: pulumi.Input[str],
+    namespace: pulumi.Input[str] | None,
+    object_labels: dict[str, str],
+    annotations: dict[str, pulumi.Input[str]] | None = None,
+) -> k8s.meta.v1.ObjectMetaArgs:
+    # The namespace is always explicit: never the provider's or the kubeconfig's default.
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=name, namespace=namespace, labels=object_labels, annotations=annotations
+    )
+
+
+def pod_security(uid: int, gid: int) -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=uid,
+        run_as_group=gid,
+        # Volumes (PVCs, emptyDirs) become writable by the process's group.
+        fs_group=gid,
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def container_security(read_only_root: bool = True) -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        run_as_non_root=True,
+        allow_privilege_escalation=False,
+        privileged=False,
+        read_only_root_filesystem=read_only_root,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def resources(cpu: str, memory: str) -> k8s.core.v1.ResourceRequirementsArgs:
+    # Requests equal limits: the pod is Guaranteed, so a busy node evicts it last.
+    amounts = {"cpu": cpu, "memory": memory}
+    return k8s.core.v1.ResourceRequirementsArgs(requests=amounts, limits=amounts)
+
+
+def scratch_volumes(
+    mounts: dict[str, str],
+) -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
+    """emptyDir volumes for the paths a process writes to, on a read-only root."""
+    volumes = [
+        k8s.core.v1.VolumeArgs(name=name, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs())
+        for name in mounts
+    ]
+    volume_mounts = [
+        k8s.core.v1.VolumeMountArgs(name=name, mount_path=path) for name, path in mounts.items()
+    ]
+    return volumes, volume_mounts
+
+
+def service_dns(name: str, namespace: str) -> str:
+    # `<service>.<namespace>.svc` resolves in every namespace through the cluster's
+    # search path, without assuming the cluster domain is cluster.local.
+    return f"{name}.{namespace}.svc"
+
+
+def child(parent: pulumi.Resource, **options: Any) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, **options)

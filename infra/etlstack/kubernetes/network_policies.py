@@ -1,0 +1,281 @@
+"""NetworkPolicies: deny everything, then allow exactly the connections the platform makes.
+
+Platform namespace:
+- PostgreSQL accepts Airflow's pods and the pipelines namespace (the warehouse), nothing else.
+- The api-server accepts the scheduler, triggerer and dag-processor (the execution API),
+  and the ingress controller when the UI is published; it reaches the scheduler's and
+  triggerer's log servers.
+- The scheduler and triggerer reach the Kubernetes API (they launch task pods).
+- The registry accepts the ingress controller only (pushes and kubelet pulls go through it).
+Pipelines namespace: task pods reach DNS, the warehouse, and the networks in
+`kubernetes.pipelineEgressCidrs`; nothing reaches them.
+Every pod may resolve names (port 53 anywhere, which also covers node-local DNS caches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from etlstack.airflow_settings import API_SERVER_PORT
+from etlstack.config import StackConfig
+from etlstack.kubernetes.airflow import AIRFLOW, SCHEDULER_LOG_PORT, TRIGGERER_LOG_PORT
+from etlstack.kubernetes.common import (
+    COMPONENT_LABEL,
+    NAME_LABEL,
+    NAMESPACE_NAME_LABEL,
+    POSTGRES_PORT,
+    REGISTRY_PORT,
+    child,
+    labels,
+    metadata,
+)
+
+ANYWHERE = "0.0.0.0/0"
+KUBERNETES_API_PORTS = (443, 6443)
+EXECUTION_API_CLIENTS = ("scheduler", "triggerer", "dag-processor")
+TASK_LAUNCHERS = ("scheduler", "triggerer")
+
+Peer = k8s.networking.v1.NetworkPolicyPeerArgs
+Port = k8s.networking.v1.NetworkPolicyPortArgs
+
+
+def _selector(match: dict[str, str]) -> k8s.meta.v1.LabelSelectorArgs:
+    return k8s.meta.v1.LabelSelectorArgs(match_labels=match)
+
+
+def _components(*components: str) -> k8s.meta.v1.LabelSelectorArgs:
+    return k8s.meta.v1.LabelSelectorArgs(
+        match_labels={NAME_LABEL: AIRFLOW},
+        match_expressions=[
+            k8s.meta.v1.LabelSelectorRequirementArgs(
+                key=COMPONENT_LABEL, operator="In", values=list(components)
+            )
+        ],
+    )
+
+
+def _airflow(component: str) -> dict[str, str]:
+    return {NAME_LABEL: AIRFLOW, COMPONENT_LABEL: component}
+
+
+def _namespace(name: str) -> k8s.meta.v1.LabelSelectorArgs:
+    return _selector({NAMESPACE_NAME_LABEL: name})
+
+
+def _tcp(*ports: int) -> list[Port]:
+    return [Port(protocol="TCP", port=port) for port in ports]
+
+
+@dataclass(frozen=True)
+class NetworkPoliciesArgs:
+    config: StackConfig
+    platform_namespace: str
+    pipelines_namespace: str
+    registry_deployed: bool
+    depends_on: list[pulumi.Resource]
+
+
+class NetworkPolicies(pulumi.ComponentResource):
+    def __init__(
+        self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("etlstack:kubernetes:NetworkPolicies", name, None, opts)
+        self._args = args
+        kubernetes = args.config.kubernetes
+        platform, pipelines = args.platform_namespace, args.pipelines_namespace
+        external_database = args.config.settings.postgres.external
+        controller = Peer(namespace_selector=_namespace(kubernetes.ingress.controller_namespace))
+
+        for namespace in (platform, pipelines):
+            self._policy(
+                f"{namespace}-default-deny",
+                "default-deny",
+                namespace,
+                pod_selector={},
+                policy_types=["Ingress", "Egress"],
+            )
+            self._policy(
+                f"{namespace}-allow-dns",
+                "allow-dns",
+                namespace,
+                pod_selector={},
+                policy_types=["Egress"],
+                egress=[
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        ports=[Port(protocol="UDP", port=53), Port(protocol="TCP", port=53)]
+                    )
+                ],
+            )
+
+        postgres_pods = _selector({NAME_LABEL: "postgres"})
+        # Where the databases are, seen from a pod's egress rule.
+        database_peer = (
+            Peer(ip_block=k8s.networking.v1.IPBlockArgs(cidr=ANYWHERE))
+            if external_database
+            else Peer(namespace_selector=_namespace(platform), pod_selector=postgres_pods)
+        )
+        if not external_database:
+            self._policy(
+                "postgres",
+                "postgres",
+                platform,
+                pod_selector=postgres_pods,
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[
+                            Peer(pod_selector=_selector({NAME_LABEL: AIRFLOW})),
+                            Peer(namespace_selector=_namespace(pipelines)),
+                        ],
+                        ports=_tcp(POSTGRES_PORT),
+                    )
+                ],
+            )
+        self._policy(
+            "airflow-database",
+            "airflow-database",
+            platform,
+            pod_selector=_selector({NAME_LABEL: AIRFLOW}),
+            policy_types=["Egress"],
+            egress=[
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[database_peer], ports=_tcp(POSTGRES_PORT)
+                )
+            ],
+        )
+
+        api_clients = [
+            Peer(pod_selector=_selector(_airflow(component))) for component in EXECUTION_API_CLIENTS
+        ]
+        self._policy(
+            "airflow-api-server",
+            "airflow-api-server",
+            platform,
+            pod_selector=_airflow("api-server"),
+            policy_types=["Ingress", "Egress"],
+            ingress=[
+                k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                    from_=[*api_clients, *([controller] if kubernetes.ingress.enabled else [])],
+                    ports=_tcp(API_SERVER_PORT),
+                )
+            ],
+            egress=[
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[Peer(pod_selector=_selector(_airflow("scheduler")))],
+                    ports=_tcp(SCHEDULER_LOG_PORT),
+                ),
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[Peer(pod_selector=_selector(_airflow("triggerer")))],
+                    ports=_tcp(TRIGGERER_LOG_PORT),
+                ),
+            ],
+        )
+        self._policy(
+            "airflow-execution-api-clients",
+            "airflow-execution-api-clients",
+            platform,
+            pod_selector=_components(*EXECUTION_API_CLIENTS),
+            policy_types=["Egress"],
+            egress=[
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[Peer(pod_selector=_selector(_airflow("api-server")))],
+                    ports=_tcp(API_SERVER_PORT),
+                )
+            ],
+        )
+        self._policy(
+            "airflow-task-launchers",
+            "airflow-task-launchers",
+            platform,
+            pod_selector=_components(*TASK_LAUNCHERS),
+            policy_types=["Egress"],
+            egress=[
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[
+                        Peer(ip_block=k8s.networking.v1.IPBlockArgs(cidr=kubernetes.api_server_cidr))
+                    ],
+                    ports=_tcp(*KUBERNETES_API_PORTS),
+                )
+            ],
+        )
+        for component, port in (("scheduler", SCHEDULER_LOG_PORT), ("triggerer", TRIGGERER_LOG_PORT)):
+            self._policy(
+                f"airflow-{component}",
+                f"airflow-{component}",
+                platform,
+                pod_selector=_airflow(component),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[Peer(pod_selector=_selector(_airflow("api-server")))],
+                        ports=_tcp(port),
+                    )
+                ],
+            )
+        if args.registry_deployed:
+            self._policy(
+                "registry",
+                "registry",
+                platform,
+                pod_selector={NAME_LABEL: "registry"},
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[controller], ports=_tcp(REGISTRY_PORT)
+                    )
+                ],
+            )
+
+        self._policy(
+            "pipeline-tasks",
+            "pipeline-tasks",
+            pipelines,
+            pod_selector={},
+            policy_types=["Egress"],
+            egress=[
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[database_peer], ports=_tcp(POSTGRES_PORT)
+                ),
+                *(
+                    [
+                        k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                            to=[
+                                Peer(ip_block=k8s.networking.v1.IPBlockArgs(cidr=cidr))
+                                for cidr in kubernetes.pipeline_egress_cidrs
+                            ]
+                        )
+                    ]
+                    if kubernetes.pipeline_egress_cidrs
+                    else []
+                ),
+            ],
+        )
+        self.register_outputs({})
+
+    def _policy(
+        self,
+        resource_name: str,
+        name: str,
+        namespace: str,
+        *,
+        pod_selector: dict[str, str] | k8s.meta.v1.LabelSelectorArgs,
+        policy_types: list[str],
+        **rules: Any,
+    ) -> k8s.networking.v1.NetworkPolicy:
+        selector = (
+            pod_selector
+            if isinstance(pod_selector, k8s.meta.v1.LabelSelectorArgs)
+            else _selector(pod_selector)
+        )
+        return k8s.networking.v1.NetworkPolicy(
+            f"{resource_name}-network-policy",
+            metadata=metadata(name, namespace, labels("etlstack", "network-policy")),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=selector, policy_types=policy_types, **rules
+            ),
+            opts=child(self, depends_on=self._args.depends_on),
+        )

@@ -1,0 +1,218 @@
+"""The platform on a Kubernetes cluster: every component, wired together.
+
+Everything goes through one explicit provider bound to the stack's kubeconfig
+context, and every namespaced object names its namespace, so neither the
+kubeconfig's default namespace nor a stray `kubernetes:*` setting can redirect it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from etlstack.airflow_settings import (
+    API_SERVER_PORT,
+    AirflowSecrets,
+    airflow_environment,
+    runtime_settings,
+)
+from etlstack.artifacts import PlatformImages, PlatformImagesArgs, RegistryAccess
+from etlstack.catalog import Catalog
+from etlstack.config import StackConfig
+from etlstack.kubernetes.airflow import (
+    AirflowConfig,
+    AirflowConfigArgs,
+    AirflowPod,
+    kubernetes_plain_settings,
+    service_account_name,
+)
+from etlstack.kubernetes.api_server import SERVICE as API_SERVER_SERVICE
+from etlstack.kubernetes.api_server import ApiServer
+from etlstack.kubernetes.common import (
+    PIPELINE_SERVICE_ACCOUNT,
+    REGISTRY_PULL_SECRET,
+    WAREHOUSE_SECRET,
+    child,
+    service_dns,
+)
+from etlstack.kubernetes.dag_processor import DagProcessor
+from etlstack.kubernetes.migrations import Migrations, MigrationsArgs
+from etlstack.kubernetes.namespaces import Namespaces, NamespacesArgs
+from etlstack.kubernetes.network_policies import NetworkPolicies, NetworkPoliciesArgs
+from etlstack.kubernetes.postgres import Postgres, PostgresArgs
+from etlstack.kubernetes.rbac import PodLauncherRbac, PodLauncherRbacArgs
+from etlstack.kubernetes.registry import Registry, RegistryArgs
+from etlstack.kubernetes.scheduler import COMPONENT as SCHEDULER
+from etlstack.kubernetes.scheduler import Scheduler
+from etlstack.kubernetes.secrets import PlatformSecrets, PlatformSecretsArgs
+from etlstack.kubernetes.triggerer import COMPONENT as TRIGGERER
+from etlstack.kubernetes.triggerer import Triggerer
+
+
+@dataclass(frozen=True)
+class KubernetesPlatformArgs:
+    config: StackConfig
+    catalog: Catalog
+
+
+def public_url(config: StackConfig) -> str:
+    ingress = config.kubernetes.ingress
+    if ingress.enabled:
+        scheme = "https" if ingress.tls_secret_name else "http"
+        return f"{scheme}://{ingress.host}"
+    # Without an Ingress the UI is reached with `kubectl port-forward`.
+    return f"http://localhost:{API_SERVER_PORT}"
+
+
+class KubernetesPlatform(pulumi.ComponentResource):
+    airflow_url: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+    registry_server: pulumi.Output[str]
+    images: PlatformImages
+
+    def __init__(
+        self, name: str, args: KubernetesPlatformArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("etlstack:kubernetes:Platform", name, None, opts)
+        config = args.config
+        kubernetes = config.kubernetes
+        provider = k8s.Provider(
+            f"{name}-cluster",
+            context=kubernetes.context,
+            # Explicit, so that an SDK default change can never switch apply modes.
+            enable_server_side_apply=True,
+            opts=child(self),
+        )
+        on_cluster = child(self, providers={"kubernetes": provider})
+
+        namespaces = Namespaces(
+            "namespaces",
+            NamespacesArgs(platform=kubernetes.namespace, pipelines=kubernetes.pipelines_namespace),
+            opts=on_cluster,
+        )
+        platform_ns, pipelines_ns = namespaces.platform, namespaces.pipelines
+        in_namespaces = list[pulumi.Resource](namespaces.resources)
+
+        postgres = Postgres(
+            "postgres",
+            PostgresArgs(config=config, namespace=platform_ns, depends_on=in_namespaces),
+            opts=on_cluster,
+        )
+        registry = Registry(
+            "registry",
+            RegistryArgs(config=config, namespace=platform_ns, depends_on=in_namespaces),
+            opts=on_cluster,
+        )
+        self.images = PlatformImages(
+            "images",
+            PlatformImagesArgs(
+                config=config,
+                catalog=args.catalog,
+                registry=RegistryAccess(
+                    server=registry.server, username=registry.username, password=registry.password
+                ),
+            ),
+            opts=child(self),
+        )
+
+        secrets = AirflowSecrets("airflow-secrets", opts=child(self))
+        runtime = runtime_settings(
+            config,
+            self.images.pipelines,
+            {
+                "namespace": pipelines_ns,
+                "serviceAccount": PIPELINE_SERVICE_ACCOUNT,
+                "imagePullSecret": REGISTRY_PULL_SECRET,
+                "warehouseSecret": WAREHOUSE_SECRET,
+            },
+        )
+        environment = airflow_environment(
+            config,
+            secrets=secrets,
+            metadata_database_url=postgres.airflow_database_url,
+            api_server_host=service_dns(API_SERVER_SERVICE, platform_ns),
+            public_url=public_url(config),
+            runtime=runtime,
+        )
+        platform_secrets = PlatformSecrets(
+            "secrets",
+            PlatformSecretsArgs(
+                platform_namespace=platform_ns,
+                pipelines_namespace=pipelines_ns,
+                airflow_env=environment.secret,
+                admin_password=secrets.admin_password,
+                registry_server=registry.server,
+                registry_username=registry.username,
+                registry_password=registry.password,
+                warehouse_url=postgres.warehouse_url,
+                depends_on=in_namespaces,
+            ),
+            opts=on_cluster,
+        )
+        airflow_config = AirflowConfig(
+            "airflow-config",
+            AirflowConfigArgs(
+                namespace=platform_ns,
+                plain={**environment.plain, **kubernetes_plain_settings()},
+                depends_on=in_namespaces,
+            ),
+            opts=on_cluster,
+        )
+        PodLauncherRbac(
+            "rbac",
+            PodLauncherRbacArgs(
+                platform_namespace=platform_ns,
+                pipelines_namespace=pipelines_ns,
+                launchers=[service_account_name(SCHEDULER), service_account_name(TRIGGERER)],
+                depends_on=in_namespaces,
+            ),
+            opts=on_cluster,
+        )
+        NetworkPolicies(
+            "network-policies",
+            NetworkPoliciesArgs(
+                config=config,
+                platform_namespace=platform_ns,
+                pipelines_namespace=pipelines_ns,
+                registry_deployed=not config.settings.registry.external,
+                depends_on=in_namespaces,
+            ),
+            opts=on_cluster,
+        )
+
+        pod = AirflowPod(
+            namespace=platform_ns,
+            image=self.images.airflow,
+            config_hash=airflow_config.config_hash,
+            depends_on=[
+                *in_namespaces,
+                *platform_secrets.resources,
+                airflow_config.config_map,
+                *postgres.ready,
+            ],
+        )
+        migrations = Migrations(
+            "migrations",
+            MigrationsArgs(config=config, airflow_version=args.catalog.airflow_version, pod=pod),
+            opts=on_cluster,
+        )
+        # The components start once the schema is current: Pulumi waits for the Job.
+        migrated = AirflowPod(
+            namespace=pod.namespace,
+            image=pod.image,
+            config_hash=pod.config_hash,
+            depends_on=[*pod.depends_on, migrations.job],
+        )
+        ApiServer("api-server", config, migrated, opts=on_cluster)
+        Scheduler("scheduler", config, migrated, opts=on_cluster)
+        DagProcessor("dag-processor", config, migrated, opts=on_cluster)
+        Triggerer("triggerer", config, migrated, opts=on_cluster)
+
+        self.airflow_url = pulumi.Output.from_input(public_url(config))
+        self.admin_password = secrets.admin_password
+        self.registry_server = registry.server
+        self.register_outputs(
+            {"airflowUrl": self.airflow_url, "registry": self.registry_server}
+        )

@@ -1,0 +1,248 @@
+"""PostgreSQL: Airflow's metadata database and the pipelines' `warehouse` database.
+
+One StatefulSet replica on a PersistentVolumeClaim that Pulumi never deletes: the
+claim is its own resource, protected (a `pulumi destroy` or an update that would
+replace it stops with an error instead) and retained on delete (even after
+`pulumi state unprotect`, deleting it from the stack leaves the claim and its data
+in the cluster). A volumeClaimTemplate would survive too, but it is invisible to
+Pulumi and to the policy pack, and its size could never be changed.
+
+With `postgres.external` nothing is deployed: Airflow uses the secret
+`externalDatabaseUrl`, and pipelines use the `warehouse` database on the same server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from etlstack.airflow_settings import database_url
+from etlstack.config import StackConfig
+from etlstack.kubernetes.common import (
+    POSTGRES_PORT,
+    child,
+    container_security,
+    labels,
+    metadata,
+    pod_security,
+    resources,
+    scratch_volumes,
+    service_dns,
+)
+
+NAME = "postgres"
+DATA_CLAIM = "postgres-data"
+# The uid and gid of the `postgres` user in the official Debian-based image.
+POSTGRES_UID = 999
+MOUNT = "/var/lib/postgresql/data"
+# A subdirectory: the volume's root may hold lost+found, which initdb refuses.
+PGDATA = f"{MOUNT}/pgdata"
+
+# Runs once, on an empty data directory (the image's /docker-entrypoint-initdb.d).
+# Passwords come from the environment through psql variables, never from this file.
+INIT_SCRIPT = """#!/bin/bash
+set -euo pipefail
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \\
+  -v airflow_password="$AIRFLOW_DB_PASSWORD" \\
+  -v warehouse_password="$WAREHOUSE_DB_PASSWORD" <<'SQL'
+CREATE ROLE airflow LOGIN PASSWORD :'airflow_password';
+CREATE DATABASE airflow OWNER airflow;
+REVOKE ALL ON DATABASE airflow FROM PUBLIC;
+CREATE ROLE warehouse LOGIN PASSWORD :'warehouse_password';
+CREATE DATABASE warehouse OWNER warehouse;
+REVOKE ALL ON DATABASE warehouse FROM PUBLIC;
+SQL
+"""
+
+
+@dataclass(frozen=True)
+class PostgresArgs:
+    config: StackConfig
+    namespace: str
+    depends_on: list[pulumi.Resource]
+
+
+def warehouse_url_from(external_url: str) -> str:
+    """The warehouse database on the external server: same credentials, plain libpq URL."""
+    parts = urlsplit(external_url)
+    return urlunsplit(("postgresql", parts.netloc, "/warehouse", parts.query, ""))
+
+
+class Postgres(pulumi.ComponentResource):
+    # SQLAlchemy URL of Airflow's metadata database (secret).
+    airflow_database_url: pulumi.Output[str]
+    # postgresql:// URL of the warehouse, as pipelines read it (secret).
+    warehouse_url: pulumi.Output[str]
+    # The workload Airflow must wait for, if the database runs in the cluster.
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("etlstack:kubernetes:Postgres", name, None, opts)
+        settings = args.config.settings.postgres
+        if settings.external:
+            external = args.config.secrets.external_database_url
+            assert external is not None, "config requires externalDatabaseUrl with postgres.external"
+            self.airflow_database_url = pulumi.Output.secret(external)
+            self.warehouse_url = pulumi.Output.secret(external.apply(warehouse_url_from))
+            self.ready = []
+            self.register_outputs({})
+            return
+
+        namespace = args.namespace
+        host = service_dns(NAME, namespace)
+        passwords = {
+            role: random.RandomPassword(
+                f"postgres-{role}-password", length=32, special=False, opts=child(self)
+            ).result
+            for role in ("superuser", "airflow", "warehouse")
+        }
+        credentials = k8s.core.v1.Secret(
+            "postgres-credentials",
+            metadata=metadata("postgres-credentials", namespace, labels(NAME)),
+            type="Opaque",
+            string_data={f"{role}-password": value for role, value in passwords.items()},
+            opts=child(self, depends_on=args.depends_on),
+        )
+        init = k8s.core.v1.ConfigMap(
+            "postgres-init",
+            metadata=metadata("postgres-init", namespace, labels(NAME)),
+            data={"10-etlstack-databases.sh": INIT_SCRIPT},
+            opts=child(self, depends_on=args.depends_on),
+        )
+        retain = settings.retain_on_destroy
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            DATA_CLAIM,
+            metadata=metadata(DATA_CLAIM, namespace, labels(NAME)),
+            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteOnce"],
+                storage_class_name=args.config.kubernetes.storage_class,
+                resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                    requests={"storage": settings.storage_size}
+                ),
+            ),
+            opts=child(self, depends_on=args.depends_on, protect=retain, retain_on_delete=retain),
+        )
+        pod_labels = labels(NAME, "database")
+        headless = k8s.core.v1.Service(
+            "postgres-headless",
+            metadata=metadata("postgres-headless", namespace, labels(NAME)),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                cluster_ip="None",
+                selector=pod_labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="postgres", port=POSTGRES_PORT)],
+            ),
+            opts=child(self, depends_on=args.depends_on),
+        )
+        k8s.core.v1.Service(
+            "postgres-service",
+            metadata=metadata(NAME, namespace, labels(NAME)),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                selector=pod_labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="postgres", port=POSTGRES_PORT)],
+            ),
+            opts=child(self, depends_on=args.depends_on),
+        )
+
+        def password_env(env: str, role: str) -> k8s.core.v1.EnvVarArgs:
+            return k8s.core.v1.EnvVarArgs(
+                name=env,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                        name="postgres-credentials", key=f"{role}-password"
+                    )
+                ),
+            )
+
+        ready_check = k8s.core.v1.ExecActionArgs(
+            command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT)]
+        )
+        scratch, scratch_mounts = scratch_volumes(
+            {"run": "/var/run/postgresql", "tmp": "/tmp"}
+        )
+        statefulset = k8s.apps.v1.StatefulSet(
+            "postgres",
+            metadata=metadata(NAME, namespace, labels(NAME)),
+            spec=k8s.apps.v1.StatefulSetSpecArgs(
+                service_name="postgres-headless",
+                replicas=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        automount_service_account_token=False,
+                        security_context=pod_security(POSTGRES_UID, POSTGRES_UID),
+                        # A clean shutdown checkpoints; a killed one replays the WAL.
+                        termination_grace_period_seconds=60,
+                        containers=[
+                            k8s.core.v1.ContainerArgs(
+                                name="postgres",
+                                image=args.config.settings.images.postgres,
+                                ports=[
+                                    k8s.core.v1.ContainerPortArgs(
+                                        name="postgres", container_port=POSTGRES_PORT
+                                    )
+                                ],
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(name="POSTGRES_USER", value="postgres"),
+                                    k8s.core.v1.EnvVarArgs(name="PGDATA", value=PGDATA),
+                                    password_env("POSTGRES_PASSWORD", "superuser"),
+                                    password_env("AIRFLOW_DB_PASSWORD", "airflow"),
+                                    password_env("WAREHOUSE_DB_PASSWORD", "warehouse"),
+                                ],
+                                resources=resources(settings.resources.cpu, settings.resources.memory),
+                                security_context=container_security(),
+                                readiness_probe=k8s.core.v1.ProbeArgs(
+                                    exec_=ready_check, period_seconds=10, timeout_seconds=5
+                                ),
+                                liveness_probe=k8s.core.v1.ProbeArgs(
+                                    exec_=ready_check,
+                                    initial_delay_seconds=30,
+                                    period_seconds=20,
+                                    timeout_seconds=5,
+                                    failure_threshold=6,
+                                ),
+                                volume_mounts=[
+                                    k8s.core.v1.VolumeMountArgs(name="data", mount_path=MOUNT),
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="init",
+                                        mount_path="/docker-entrypoint-initdb.d",
+                                        read_only=True,
+                                    ),
+                                    *scratch_mounts,
+                                ],
+                            )
+                        ],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="data",
+                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                                    claim_name=DATA_CLAIM
+                                ),
+                            ),
+                            k8s.core.v1.VolumeArgs(
+                                name="init",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                                    name="postgres-init", default_mode=0o555
+                                ),
+                            ),
+                            *scratch,
+                        ],
+                    ),
+                ),
+            ),
+            opts=child(self, depends_on=[credentials, init, claim, headless]),
+        )
+        self.airflow_database_url = database_url("airflow", passwords["airflow"], host, "airflow")
+        self.warehouse_url = pulumi.Output.secret(
+            pulumi.Output.concat(
+                "postgresql://warehouse:", passwords["warehouse"], "@", host, f":{POSTGRES_PORT}/warehouse"
+            )
+        )
+        self.ready = [statefulset]
+        self.register_outputs({})

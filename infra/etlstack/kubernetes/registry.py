@@ -1,0 +1,239 @@
+"""The container registry the cluster pulls the platform's images from.
+
+Deployed in the cluster (the distribution registry with htpasswd auth, on a claim
+that deleting the stack leaves in place: a promoted digest must stay pullable), and
+published through an Ingress at `registry.host`, which is where image pushes go and
+where kubelets pull from. Or, with `registry.external`, a registry the team already
+runs at `registry.host`, with the secret `registryPassword`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from etlstack.config import StackConfig
+from etlstack.kubernetes.common import (
+    REGISTRY_PORT,
+    child,
+    container_security,
+    labels,
+    metadata,
+    pod_security,
+    resources,
+    scratch_volumes,
+)
+
+NAME = "registry"
+DATA_CLAIM = "registry-data"
+# An unprivileged uid; the official image runs as root unless told otherwise, and
+# needs nothing but its storage directory writable.
+REGISTRY_UID = 1000
+HTPASSWD_MOUNT = "/auth"
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    config: StackConfig
+    namespace: str
+    depends_on: list[pulumi.Resource]
+
+
+class Registry(pulumi.ComponentResource):
+    # The host images are pushed to and pulled from; resolves once the registry is up.
+    server: pulumi.Output[str]
+    username: str
+    password: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("etlstack:kubernetes:Registry", name, None, opts)
+        settings = args.config.settings.registry
+        assert settings.host, "config requires registry.host on kubernetes"
+        self.username = settings.username
+        if settings.external:
+            assert args.config.secrets.registry_password is not None
+            self.server = pulumi.Output.from_input(settings.host)
+            self.password = pulumi.Output.secret(args.config.secrets.registry_password)
+            self.register_outputs({})
+            return
+
+        namespace = args.namespace
+        kubernetes = args.config.kubernetes
+        generated = random.RandomPassword(
+            "registry-password", length=32, special=False, opts=child(self)
+        )
+        self.password = generated.result
+        http_secret = random.RandomPassword(
+            "registry-http-secret", length=32, special=False, opts=child(self)
+        ).result
+        auth = k8s.core.v1.Secret(
+            "registry-auth",
+            metadata=metadata("registry-auth", namespace, labels(NAME)),
+            type="Opaque",
+            string_data={
+                # bcrypt, the only hash the registry's htpasswd support accepts.
+                "htpasswd": pulumi.Output.concat(settings.username, ":", generated.bcrypt_hash, "\n"),
+                "http-secret": http_secret,
+            },
+            opts=child(self, depends_on=args.depends_on),
+        )
+        claim = k8s.core.v1.PersistentVolumeClaim(
+            DATA_CLAIM,
+            metadata=metadata(DATA_CLAIM, namespace, labels(NAME)),
+            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                access_modes=["ReadWriteOnce"],
+                storage_class_name=kubernetes.storage_class,
+                resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                    requests={"storage": settings.storage_size}
+                ),
+            ),
+            opts=child(self, depends_on=args.depends_on, retain_on_delete=True),
+        )
+        pod_labels = labels(NAME, "registry")
+        health = k8s.core.v1.HTTPGetActionArgs(path="/", port=REGISTRY_PORT)
+        scratch, scratch_mounts = scratch_volumes({"tmp": "/tmp"})
+        deployment = k8s.apps.v1.Deployment(
+            "registry",
+            metadata=metadata(NAME, namespace, labels(NAME)),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                # The claim is ReadWriteOnce: the old pod must let go before the new one starts.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        automount_service_account_token=False,
+                        security_context=pod_security(REGISTRY_UID, REGISTRY_UID),
+                        containers=[
+                            k8s.core.v1.ContainerArgs(
+                                name="registry",
+                                image=args.config.settings.images.registry,
+                                ports=[
+                                    k8s.core.v1.ContainerPortArgs(
+                                        name="http", container_port=REGISTRY_PORT
+                                    )
+                                ],
+                                env=[
+                                    k8s.core.v1.EnvVarArgs(name="REGISTRY_AUTH", value="htpasswd"),
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="REGISTRY_AUTH_HTPASSWD_REALM", value="etlstack"
+                                    ),
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="REGISTRY_AUTH_HTPASSWD_PATH",
+                                        value=f"{HTPASSWD_MOUNT}/htpasswd",
+                                    ),
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="REGISTRY_HTTP_SECRET",
+                                        value_from=k8s.core.v1.EnvVarSourceArgs(
+                                            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                                                name="registry-auth", key="http-secret"
+                                            )
+                                        ),
+                                    ),
+                                    # Deleting is how old, unpromoted images get cleaned up.
+                                    k8s.core.v1.EnvVarArgs(
+                                        name="REGISTRY_STORAGE_DELETE_ENABLED", value="true"
+                                    ),
+                                ],
+                                resources=resources("250m", "256Mi"),
+                                security_context=container_security(),
+                                # `/` answers 200 without credentials; the API under /v2/ wants them.
+                                readiness_probe=k8s.core.v1.ProbeArgs(
+                                    http_get=health, period_seconds=10
+                                ),
+                                liveness_probe=k8s.core.v1.ProbeArgs(
+                                    http_get=health, initial_delay_seconds=10, period_seconds=20
+                                ),
+                                volume_mounts=[
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="data", mount_path="/var/lib/registry"
+                                    ),
+                                    k8s.core.v1.VolumeMountArgs(
+                                        name="auth", mount_path=HTPASSWD_MOUNT, read_only=True
+                                    ),
+                                    *scratch_mounts,
+                                ],
+                            )
+                        ],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="data",
+                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                                    claim_name=DATA_CLAIM
+                                ),
+                            ),
+                            k8s.core.v1.VolumeArgs(
+                                name="auth",
+                                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                    secret_name="registry-auth",
+                                    items=[k8s.core.v1.KeyToPathArgs(key="htpasswd", path="htpasswd")],
+                                    default_mode=0o440,
+                                ),
+                            ),
+                            *scratch,
+                        ],
+                    ),
+                ),
+            ),
+            opts=child(self, depends_on=[auth, claim]),
+        )
+        service = k8s.core.v1.Service(
+            "registry-service",
+            metadata=metadata(NAME, namespace, labels(NAME)),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                selector=pod_labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=REGISTRY_PORT)],
+            ),
+            opts=child(self, depends_on=args.depends_on),
+        )
+        ingress_settings = kubernetes.ingress
+        ingress = k8s.networking.v1.Ingress(
+            "registry-ingress",
+            metadata=metadata(
+                NAME,
+                namespace,
+                labels(NAME),
+                # Image layers are large: no body size limit on ingress-nginx (ignored elsewhere).
+                annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "0"},
+            ),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name=ingress_settings.class_name,
+                tls=[
+                    k8s.networking.v1.IngressTLSArgs(
+                        hosts=[settings.host], secret_name=settings.tls_secret_name
+                    )
+                ],
+                rules=[
+                    k8s.networking.v1.IngressRuleArgs(
+                        host=settings.host,
+                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                            paths=[
+                                k8s.networking.v1.HTTPIngressPathArgs(
+                                    path="/",
+                                    path_type="Prefix",
+                                    backend=k8s.networking.v1.IngressBackendArgs(
+                                        service=k8s.networking.v1.IngressServiceBackendArgs(
+                                            name=NAME,
+                                            port=k8s.networking.v1.ServiceBackendPortArgs(
+                                                number=REGISTRY_PORT
+                                            ),
+                                        )
+                                    ),
+                                )
+                            ]
+                        ),
+                    )
+                ],
+            ),
+            opts=child(self, depends_on=[service]),
+        )
+        # Pushing needs the registry to answer: the server resolves only once it does.
+        host = settings.host
+        self.server = pulumi.Output.all(deployment.id, ingress.id).apply(lambda _: host)
+        self.register_outputs({})
