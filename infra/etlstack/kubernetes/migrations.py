@@ -89,9 +89,7 @@ class Migrations(pulumi.ComponentResource):
                 active_deadline_seconds=1800,
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels),
-                    spec=pod.spec(
-                        COMPONENT, [container], api_token=False, restart_policy="Never"
-                    ),
+                    spec=pod.spec(COMPONENT, [container], api_token=False, restart_policy="Never"),
                 ),
             ),
             opts=child(

@@ -196,13 +196,18 @@ class NetworkPolicies(pulumi.ComponentResource):
             egress=[
                 k8s.networking.v1.NetworkPolicyEgressRuleArgs(
                     to=[
-                        Peer(ip_block=k8s.networking.v1.IPBlockArgs(cidr=kubernetes.api_server_cidr))
+                        Peer(
+                            ip_block=k8s.networking.v1.IPBlockArgs(cidr=kubernetes.api_server_cidr)
+                        )
                     ],
                     ports=_tcp(*KUBERNETES_API_PORTS),
                 )
             ],
         )
-        for component, port in (("scheduler", SCHEDULER_LOG_PORT), ("triggerer", TRIGGERER_LOG_PORT)):
+        for component, port in (
+            ("scheduler", SCHEDULER_LOG_PORT),
+            ("triggerer", TRIGGERER_LOG_PORT),
+        ):
             self._policy(
                 f"airflow-{component}",
                 f"airflow-{component}",

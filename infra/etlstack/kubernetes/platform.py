@@ -213,6 +213,4 @@ class KubernetesPlatform(pulumi.ComponentResource):
         self.airflow_url = pulumi.Output.from_input(public_url(config))
         self.admin_password = secrets.admin_password
         self.registry_server = registry.server
-        self.register_outputs(
-            {"airflowUrl": self.airflow_url, "registry": self.registry_server}
-        )
+        self.register_outputs({"airflowUrl": self.airflow_url, "registry": self.registry_server})

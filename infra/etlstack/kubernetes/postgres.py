@@ -87,7 +87,9 @@ class Postgres(pulumi.ComponentResource):
         settings = args.config.settings.postgres
         if settings.external:
             external = args.config.secrets.external_database_url
-            assert external is not None, "config requires externalDatabaseUrl with postgres.external"
+            assert external is not None, (
+                "config requires externalDatabaseUrl with postgres.external"
+            )
             self.airflow_database_url = pulumi.Output.secret(external)
             self.warehouse_url = pulumi.Output.secret(external.apply(warehouse_url_from))
             self.ready = []
@@ -162,9 +164,7 @@ class Postgres(pulumi.ComponentResource):
         ready_check = k8s.core.v1.ExecActionArgs(
             command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT)]
         )
-        scratch, scratch_mounts = scratch_volumes(
-            {"run": "/var/run/postgresql", "tmp": "/tmp"}
-        )
+        scratch, scratch_mounts = scratch_volumes({"run": "/var/run/postgresql", "tmp": "/tmp"})
         statefulset = k8s.apps.v1.StatefulSet(
             "postgres",
             metadata=metadata(NAME, namespace, labels(NAME)),
@@ -195,7 +195,9 @@ class Postgres(pulumi.ComponentResource):
                                     password_env("AIRFLOW_DB_PASSWORD", "airflow"),
                                     password_env("WAREHOUSE_DB_PASSWORD", "warehouse"),
                                 ],
-                                resources=resources(settings.resources.cpu, settings.resources.memory),
+                                resources=resources(
+                                    settings.resources.cpu, settings.resources.memory
+                                ),
                                 security_context=container_security(),
                                 readiness_probe=k8s.core.v1.ProbeArgs(
                                     exec_=ready_check, period_seconds=10, timeout_seconds=5
@@ -241,7 +243,11 @@ class Postgres(pulumi.ComponentResource):
         self.airflow_database_url = database_url("airflow", passwords["airflow"], host, "airflow")
         self.warehouse_url = pulumi.Output.secret(
             pulumi.Output.concat(
-                "postgresql://warehouse:", passwords["warehouse"], "@", host, f":{POSTGRES_PORT}/warehouse"
+                "postgresql://warehouse:",
+                passwords["warehouse"],
+                "@",
+                host,
+                f":{POSTGRES_PORT}/warehouse",
             )
         )
         self.ready = [statefulset]

@@ -77,7 +77,9 @@ class Registry(pulumi.ComponentResource):
             type="Opaque",
             string_data={
                 # bcrypt, the only hash the registry's htpasswd support accepts.
-                "htpasswd": pulumi.Output.concat(settings.username, ":", generated.bcrypt_hash, "\n"),
+                "htpasswd": pulumi.Output.concat(
+                    settings.username, ":", generated.bcrypt_hash, "\n"
+                ),
                 "http-secret": http_secret,
             },
             opts=child(self, depends_on=args.depends_on),
@@ -172,7 +174,9 @@ class Registry(pulumi.ComponentResource):
                                 name="auth",
                                 secret=k8s.core.v1.SecretVolumeSourceArgs(
                                     secret_name="registry-auth",
-                                    items=[k8s.core.v1.KeyToPathArgs(key="htpasswd", path="htpasswd")],
+                                    items=[
+                                        k8s.core.v1.KeyToPathArgs(key="htpasswd", path="htpasswd")
+                                    ],
                                     default_mode=0o440,
                                 ),
                             ),

@@ -32,7 +32,9 @@ class Triggerer(AirflowWorkload):
             # A deferred KubernetesPodOperator is watched from here: pods and events.
             api_token=True,
             ports=[
-                k8s.core.v1.ContainerPortArgs(name="trigger-logs", container_port=TRIGGERER_LOG_PORT)
+                k8s.core.v1.ContainerPortArgs(
+                    name="trigger-logs", container_port=TRIGGERER_LOG_PORT
+                )
             ],
             probes=exec_health_probes(COMPONENT),
         )
