@@ -1,0 +1,136 @@
+"""PostgreSQL: Airflow's metadata database and the pipelines' warehouse.
+
+One server, two databases with their own roles and generated passwords. The data
+lives on a named volume that survives container replacement and, unless the stack
+opts out (`postgres.retainOnDestroy: false`), `pulumi destroy` too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from etlstack.config import StackConfig
+
+HOST = "postgres"
+PORT = 5432
+SUPERUSER = "postgres"
+AIRFLOW_DATABASE = "airflow"
+WAREHOUSE_DATABASE = "warehouse"
+DATA_DIRECTORY = "/var/lib/postgresql/data"
+INIT_SCRIPT = Path(__file__).with_name("postgres-init.sh")
+
+
+@dataclass(frozen=True)
+class PostgresArgs:
+    config: StackConfig
+    prefix: str
+    platform_network: pulumi.Input[str]
+    pipelines_network: pulumi.Input[str]
+
+
+class Postgres(pulumi.ComponentResource):
+    container: docker.Container
+    volume: docker.Volume
+    airflow_password: pulumi.Output[str]
+    warehouse_password: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("etlstack:docker:Postgres", name, None, opts)
+        settings = args.config.settings
+        docker_settings = args.config.docker
+        child = pulumi.ResourceOptions(parent=self)
+
+        def password(role: str) -> pulumi.Output[str]:
+            # Letters and digits only: the passwords go into connection URLs as they are.
+            return random.RandomPassword(
+                f"{name}-{role}-password", length=32, special=False, opts=child
+            ).result
+
+        superuser_password = password(SUPERUSER)
+        self.airflow_password = password(AIRFLOW_DATABASE)
+        self.warehouse_password = password(WAREHOUSE_DATABASE)
+
+        image = docker.RemoteImage(
+            f"{name}-image", name=settings.images.postgres, keep_locally=True, opts=child
+        )
+        # retain_on_delete rather than protect: `pulumi destroy` must still finish
+        # (the issue asks that the data survive it, not that it fail), and protect
+        # would also block the replacements an update may need. The volume is then
+        # left on the host, outside the stack, until the user removes it.
+        self.volume = docker.Volume(
+            f"{name}-data",
+            name=f"{args.prefix}-postgres-data",
+            opts=pulumi.ResourceOptions(
+                parent=self, retain_on_delete=settings.postgres.retain_on_destroy
+            ),
+        )
+        env = pulumi.Output.all(
+            superuser_password, self.airflow_password, self.warehouse_password
+        ).apply(
+            lambda passwords: [
+                f"POSTGRES_USER={SUPERUSER}",
+                f"PGDATA={DATA_DIRECTORY}",
+                f"POSTGRES_PASSWORD={passwords[0]}",
+                f"AIRFLOW_DB_PASSWORD={passwords[1]}",
+                f"WAREHOUSE_DB_PASSWORD={passwords[2]}",
+            ]
+        )
+        ports = (
+            [
+                docker.ContainerPortArgs(
+                    internal=PORT,
+                    external=docker_settings.ports.postgres,
+                    ip=docker_settings.bind_address,
+                )
+            ]
+            if docker_settings.ports.postgres is not None
+            else []
+        )
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{args.prefix}-postgres",
+            image=image.name,
+            envs=pulumi.Output.secret(env),
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file="/docker-entrypoint-initdb.d/10-etlstack-databases.sh",
+                    content=INIT_SCRIPT.read_text(),
+                    executable=True,
+                )
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=self.volume.name, container_path=DATA_DIRECTORY
+                )
+            ],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=args.platform_network, aliases=[HOST]),
+                # The warehouse, for task containers; Airflow's database is closed to
+                # the warehouse role by the init script.
+                docker.ContainerNetworksAdvancedArgs(name=args.pipelines_network, aliases=[HOST]),
+            ],
+            ports=ports,
+            healthcheck=docker.ContainerHealthcheckArgs(
+                # Over TCP: while the entrypoint runs the init scripts, the server
+                # listens on its Unix socket only, and is not ready for clients yet.
+                tests=["CMD", "pg_isready", "-U", SUPERUSER, "-h", "127.0.0.1", "-p", str(PORT)],
+                interval="5s",
+                timeout="5s",
+                retries=10,
+                start_period="30s",
+            ),
+            restart="unless-stopped",
+            # `pulumi up` continues (with the migration) only once the server accepts clients.
+            wait=True,
+            wait_timeout=300,
+            # A fixed name and port: the old container must go before the new one starts.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        self.register_outputs({})

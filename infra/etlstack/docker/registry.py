@@ -1,0 +1,112 @@
+"""The container registry the platform's images are pushed to and pulled from.
+
+The distribution registry, with htpasswd authentication (a generated password,
+stored only as a bcrypt hash inside the container) and a named volume, published
+on the stack's bind address only. A stack may use a registry it already runs
+instead (`registry.external`), with the secret `registryPassword`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from etlstack.artifacts import RegistryAccess
+from etlstack.config import StackConfig
+
+PORT = 5000
+HTPASSWD_PATH = "/auth/htpasswd"
+STORAGE = "/var/lib/registry"
+CONFIG_FILE = "/etc/docker/registry/config.yml"
+
+
+@dataclass(frozen=True)
+class RegistryArgs:
+    config: StackConfig
+    prefix: str
+    platform_network: pulumi.Input[str]
+
+
+def published_host(bind_address: str) -> str:
+    """The address the Docker daemon on this host reaches a published port at."""
+    return "127.0.0.1" if bind_address in ("0.0.0.0", "::") else bind_address
+
+
+class Registry(pulumi.ComponentResource):
+    # Where images go, and the credentials the builder and the Docker daemon use.
+    access: RegistryAccess
+    # The registry container, when the stack runs its own.
+    container: docker.Container | None
+
+    def __init__(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("etlstack:docker:Registry", name, None, opts)
+        settings = args.config.settings
+        docker_settings = args.config.docker
+        username = settings.registry.username
+
+        if settings.registry.external:
+            assert settings.registry.host and args.config.secrets.registry_password
+            self.container = None
+            self.access = RegistryAccess(
+                server=settings.registry.host,
+                username=username,
+                password=args.config.secrets.registry_password,
+            )
+            self.register_outputs({})
+            return
+
+        child = pulumi.ResourceOptions(parent=self)
+        generated = random.RandomPassword(f"{name}-password", length=32, special=False, opts=child)
+        htpasswd = pulumi.Output.secret(
+            generated.bcrypt_hash.apply(lambda digest: f"{username}:{digest}\n")
+        )
+        image = docker.RemoteImage(
+            f"{name}-image", name=settings.images.registry, keep_locally=True, opts=child
+        )
+        # Images are rebuilt from the repository and pushed again by `pulumi up`, so
+        # unlike the database this volume goes with the stack.
+        volume = docker.Volume(f"{name}-data", name=f"{args.prefix}-registry-data", opts=child)
+        self.container = docker.Container(
+            f"{name}-container",
+            name=f"{args.prefix}-registry",
+            image=image.name,
+            command=["registry", "serve", CONFIG_FILE],
+            envs=[
+                "REGISTRY_AUTH=htpasswd",
+                "REGISTRY_AUTH_HTPASSWD_REALM=etlstack registry",
+                f"REGISTRY_AUTH_HTPASSWD_PATH={HTPASSWD_PATH}",
+                f"REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY={STORAGE}",
+            ],
+            uploads=[docker.ContainerUploadArgs(file=HTPASSWD_PATH, content=htpasswd)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=STORAGE)],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=args.platform_network, aliases=["registry"]
+                )
+            ],
+            ports=[
+                docker.ContainerPortArgs(
+                    internal=PORT,
+                    external=docker_settings.ports.registry,
+                    ip=docker_settings.bind_address,
+                )
+            ],
+            restart="unless-stopped",
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+        )
+        # The Docker daemon pushes and pulls through the published port. Deriving the
+        # address from the container makes every image build and push wait for it.
+        server = settings.registry.host or (
+            f"{published_host(docker_settings.bind_address)}:{docker_settings.ports.registry}"
+        )
+        self.access = RegistryAccess(
+            server=self.container.name.apply(lambda _: server),
+            username=username,
+            password=generated.result,
+        )
+        self.register_outputs({})
