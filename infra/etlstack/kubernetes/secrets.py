@@ -85,7 +85,7 @@ class PlatformSecrets(pulumi.ComponentResource):
         config_json: pulumi.Output[str] = pulumi.Output.all(
             args.registry_server, args.registry_username, args.registry_password
         ).apply(lambda parts: docker_config_json(*parts))
-        pull_config = pulumi.Output.secret(config_json)
+        pull_config: pulumi.Output[str] = pulumi.Output.secret(config_json)
         # Airflow pods and pipeline task pods pull from the same registry.
         for namespace in (args.platform_namespace, args.pipelines_namespace):
             self.resources.append(
