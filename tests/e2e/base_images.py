@@ -72,7 +72,9 @@ def _base(client: docker.DockerClient) -> str:
         log.info("base image %s is cached", reference)
         return reference
     if shutil.which("debootstrap") is None:
-        raise RuntimeError("debootstrap is not installed; install it with: apt-get install debootstrap")
+        raise RuntimeError(
+            "debootstrap is not installed; install it with: apt-get install debootstrap"
+        )
     log.info("building the Debian %s root filesystem with debootstrap", SUITE)
     with tempfile.TemporaryDirectory(prefix="e2e-rootfs-") as work:
         rootfs = Path(work) / "rootfs"
@@ -83,7 +85,9 @@ def _base(client: docker.DockerClient) -> str:
             check=False,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"debootstrap failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"debootstrap failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         (rootfs / "etc/apt/sources.list").write_text(SOURCES)
         # As in Debian's official images: no package caches left in layers.
         (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(
