@@ -22,6 +22,7 @@ import tarfile
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -132,11 +133,11 @@ class Deployment:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-def order(evaluation: render.Evaluation) -> list[render.Resource]:
-    """The custom resources in an order that respects every dependency.
+def _needs(evaluation: render.Evaluation) -> tuple[list[render.Resource], dict[str, set[str]]]:
+    """The custom resources, and for each the custom resources it must wait for.
 
     A dependency on a component means a dependency on every custom resource under
-    it, as the Pulumi engine expands it. Ties keep the order the program declared.
+    it, as the Pulumi engine expands it.
     """
     by_urn = {r.urn: r for r in evaluation.resources}
     children: dict[str, list[str]] = {}
@@ -167,7 +168,15 @@ def order(evaluation: render.Evaluation) -> list[render.Resource]:
             wanted.add(resource.parent)
         wanted.discard(resource.urn)
         needs[resource.urn] = wanted
+    return customs, needs
 
+
+def order(evaluation: render.Evaluation) -> list[render.Resource]:
+    """The custom resources in an order that respects every dependency.
+
+    Ties keep the order the program declared.
+    """
+    customs, needs = _needs(evaluation)
     ordered: list[render.Resource] = []
     done: set[str] = set()
     pending = list(customs)
@@ -248,33 +257,54 @@ class Applier:
         ]
 
     def apply(self) -> Deployment:
-        for resource in order(self.evaluation):
-            inputs = _replace(render.reveal(resource.inputs), self.substitutions)
-            started = time.monotonic()
-            if resource.type.startswith(STATE_ONLY):
-                self._provider(resource, inputs)
-                continue
-            handler = {
-                NETWORK: self._network,
-                VOLUME: self._volume,
-                REMOTE_IMAGE: self._remote_image,
-                IMAGE: self._image,
-                CONTAINER: self._container,
-            }.get(resource.type)
-            if handler is None:
-                raise UnsupportedInput(
-                    f"{resource.type} {resource.name!r}: the applier cannot create this type; "
-                    "add it to tests/e2e/deploy.py"
-                )
-            handler(resource, inputs)
-            self.progress(
-                f"created {resource.type.split(':')[-1]} {resource.name} "
-                f"({time.monotonic() - started:.1f}s)"
-            )
+        """Create everything; like the Pulumi engine, independent resources in parallel."""
+        order(self.evaluation)  # fails on a cycle before anything is created
+        customs, needs = _needs(self.evaluation)
+        done: set[str] = set()
+        running: dict[Future[None], render.Resource] = {}
+        pending = list(customs)
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="apply") as pool:
+            while pending or running:
+                for resource in [r for r in pending if needs[r.urn] <= done]:
+                    pending.remove(resource)
+                    running[pool.submit(self._create, resource)] = resource
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    resource = running.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        # Let what already runs finish, then stop: no half-created objects.
+                        wait(running)
+                        raise error
+                    done.add(resource.urn)
         self.deployment.outputs = _replace(
             render.reveal(self.evaluation.outputs), self.substitutions
         )
         return self.deployment
+
+    def _create(self, resource: render.Resource) -> None:
+        inputs = _replace(render.reveal(resource.inputs), self.substitutions)
+        started = time.monotonic()
+        if resource.type.startswith(STATE_ONLY):
+            self._provider(resource, inputs)
+            return
+        handler = {
+            NETWORK: self._network,
+            VOLUME: self._volume,
+            REMOTE_IMAGE: self._remote_image,
+            IMAGE: self._image,
+            CONTAINER: self._container,
+        }.get(resource.type)
+        if handler is None:
+            raise UnsupportedInput(
+                f"{resource.type} {resource.name!r}: the applier cannot create this type; "
+                "add it to tests/e2e/deploy.py"
+            )
+        handler(resource, inputs)
+        self.progress(
+            f"created {resource.type.split(':')[-1]} {resource.name} "
+            f"({time.monotonic() - started:.1f}s)"
+        )
 
     def _provider(self, resource: render.Resource, inputs: dict[str, Any]) -> None:
         # An explicit Docker provider must point at this engine, the one the harness uses.
