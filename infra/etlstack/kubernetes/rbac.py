@@ -8,8 +8,10 @@ resolves, not the launcher.
 
 The verbs, and which operator call needs each (cncf-kubernetes provider 10.x):
 - pods create: starting the task pod.
-- pods get, list, watch: polling its phase, and `reattach_on_restart` finding a
-  running pod by its labels after a scheduler restart.
+- pods get, list: polling its phase, and `reattach_on_restart` finding a running
+  pod by its labels after a scheduler restart. pods watch: the official chart's
+  pod-launcher role grants it; read-only, in a namespace that holds only task pods,
+  it keeps a provider release that watches pods instead of polling working.
 - pods patch: labelling a finished pod `already_checked`.
 - pods delete: `on_finish_action`, and killing the task.
 - pods/log get: streaming the task's output into the Airflow task log.
