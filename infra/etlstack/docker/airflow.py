@@ -174,15 +174,14 @@ class Airflow(pulumi.ComponentResource):
         )
         # The LocalExecutor runs tasks in the scheduler, so it alone reaches the
         # Docker API proxy and holds the warehouse connection.
-        warehouse = pulumi.Output.secret(
-            pulumi.Output.concat(
-                "postgresql://",
-                postgres.WAREHOUSE_DATABASE,
-                ":",
-                args.postgres.warehouse_password,
-                f"@{postgres.HOST}:{postgres.PORT}/{postgres.WAREHOUSE_DATABASE}",
-            )
+        warehouse_url: pulumi.Input[str] = pulumi.Output.concat(
+            "postgresql://",
+            postgres.WAREHOUSE_DATABASE,
+            ":",
+            args.postgres.warehouse_password,
+            f"@{postgres.HOST}:{postgres.PORT}/{postgres.WAREHOUSE_DATABASE}",
         )
+        warehouse: pulumi.Output[str] = pulumi.Output.secret(warehouse_url)
         self.scheduler = component(
             "scheduler",
             SCHEDULER,

@@ -71,7 +71,7 @@ class Postgres(pulumi.ComponentResource):
                 parent=self, retain_on_delete=settings.postgres.retain_on_destroy
             ),
         )
-        env = pulumi.Output.all(
+        env: pulumi.Input[list[str]] = pulumi.Output.all(
             superuser_password, self.airflow_password, self.warehouse_password
         ).apply(
             lambda passwords: [

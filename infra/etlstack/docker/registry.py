@@ -62,9 +62,10 @@ class Registry(pulumi.ComponentResource):
 
         child = pulumi.ResourceOptions(parent=self)
         generated = random.RandomPassword(f"{name}-password", length=32, special=False, opts=child)
-        htpasswd = pulumi.Output.secret(
-            generated.bcrypt_hash.apply(lambda digest: f"{username}:{digest}\n")
+        htpasswd_line: pulumi.Input[str] = generated.bcrypt_hash.apply(
+            lambda digest: f"{username}:{digest}\n"
         )
+        htpasswd: pulumi.Output[str] = pulumi.Output.secret(htpasswd_line)
         image = docker.RemoteImage(
             f"{name}-image", name=settings.images.registry, keep_locally=True, opts=child
         )
