@@ -1,0 +1,170 @@
+"""What the end-to-end tests use to talk to the deployed platform."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import deploy
+import docker
+
+from etlstack import render
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = PROJECT_ROOT / ".e2e-artifacts"
+
+log = logging.getLogger("e2e")
+
+
+def progress_to_terminal() -> None:
+    if log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[e2e %(asctime)s] %(message)s", "%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+class AirflowAPI:
+    """Airflow's REST API as a user calls it: a JWT from /auth/token, then /api/v2."""
+
+    def __init__(self, url: str, username: str, password: str) -> None:
+        self.url = url.rstrip("/")
+        self.username = username
+        self.password = password
+        self.token: str | None = None
+
+    def _send(self, method: str, path: str, body: Any = None, token: bool = True) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        request.add_header("Accept", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {self.login()}")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    def login(self) -> str:
+        if self.token is None:
+            answer = self._send(
+                "POST",
+                "/auth/token",
+                {"username": self.username, "password": self.password},
+                token=False,
+            )
+            self.token = str(answer["access_token"])
+        return self.token
+
+    def get(self, path: str) -> Any:
+        return self._send("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self._send("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self._send("PATCH", path, body)
+
+    def text(self, path: str) -> str:
+        request = urllib.request.Request(f"{self.url}{path}", method="GET")
+        request.add_header("Authorization", f"Bearer {self.login()}")
+        request.add_header("Accept", "text/plain")
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return bytes(response.read()).decode(errors="replace")
+
+    def trigger(self, dag_id: str) -> str:
+        self.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+        run = self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})
+        log.info("triggered %s run %s", dag_id, run["dag_run_id"])
+        return str(run["dag_run_id"])
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            run = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] != last:
+                log.info("%s run %s is %s", dag_id, run_id, run["state"])
+                last = run["state"]
+            if run["state"] in ("success", "failed"):
+                return dict(run)
+            time.sleep(3)
+        raise AssertionError(f"{dag_id} run {run_id} still {last} after {timeout:.0f}s")
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        answer = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return list(answer["task_instances"])
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+        answer = self.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+            "?full_content=true"
+        )
+        content = answer.get("content")
+        if isinstance(content, list):
+            return "\n".join(
+                str(item.get("event", item)) if isinstance(item, dict) else str(item)
+                for item in content
+            )
+        return str(content)
+
+
+@dataclass
+class Platform:
+    client: docker.DockerClient
+    evaluation: render.Evaluation
+    applier: deploy.Applier
+    deployment: deploy.Deployment
+    overrides: dict[str, Any]
+    airflow: AirflowAPI
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        return self.deployment.outputs
+
+    def container_inputs(self, suffix: str) -> dict[str, Any]:
+        """The revealed, digest-substituted inputs of the container named *-<suffix>."""
+        found = [
+            r
+            for r in self.evaluation.by_type(deploy.CONTAINER)
+            if str(render.reveal(r.inputs["name"])).endswith(f"-{suffix}")
+        ]
+        assert len(found) == 1, f"expected one container named *-{suffix}, found {len(found)}"
+        return dict(deploy._replace(render.reveal(found[0].inputs), self.applier.substitutions))
+
+    def container(self, suffix: str) -> Any:
+        return self.client.containers.get(self.container_inputs(suffix)["name"])
+
+    def env(self, suffix: str) -> dict[str, str]:
+        envs = self.container_inputs(suffix).get("envs") or []
+        return dict(str(e).split("=", 1) for e in envs)
+
+    def long_running(self) -> list[str]:
+        return [
+            str(render.reveal(r.inputs["name"]))
+            for r in self.evaluation.by_type(deploy.CONTAINER)
+            if r.inputs.get("mustRun", True) and not r.inputs.get("attach", False)
+        ]
+
+    def wait_all_healthy(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        for name in self.long_running():
+            self.applier.wait_healthy(name, max(deadline - time.monotonic(), 1))
+        log.info("every container is running and healthy")
+
+
+def http_status(url: str, headers: dict[str, str] | None = None) -> int:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)

@@ -1,0 +1,370 @@
+"""The local platform, deployed on a real Docker Engine, used as a user would.
+
+The session fixture (conftest.py) has created exactly what the program declares and
+waited for every healthcheck. These tests go through the ports published on
+127.0.0.1 only: Airflow's REST API as the admin user, the registry's API, and
+PostgreSQL's published port; plus `docker exec` where a user would do the same to
+check what a component can reach.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import docker
+import docker.errors
+import psycopg2
+import pytest
+from harness import PROJECT_ROOT, Platform, http_status, log
+
+from etlstack import render
+
+pytestmark = pytest.mark.e2e
+
+WEATHER_SRC = PROJECT_ROOT / "pipelines" / "weather" / "src"
+BROKEN_DAG = "e2e_broken_dag.py"
+
+
+def _registry_credentials(platform: Platform) -> dict[str, str]:
+    image = platform.evaluation.by_type("docker:index/image:Image")[0]
+    registry = render.reveal(image.inputs["registry"])
+    return {"username": registry["username"], "password": registry["password"]}
+
+
+def _registry(platform: Platform) -> str:
+    return str(platform.outputs["registry"])
+
+
+def _basic(credentials: dict[str, str]) -> dict[str, str]:
+    token = base64.b64encode(
+        f"{credentials['username']}:{credentials['password']}".encode()
+    ).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@contextmanager
+def _anonymous_docker() -> Iterator[docker.APIClient]:
+    """A Docker client with no stored registry credentials at all."""
+    previous = os.environ.get("DOCKER_CONFIG")
+    with tempfile.TemporaryDirectory() as empty:
+        os.environ["DOCKER_CONFIG"] = empty
+        try:
+            client = docker.APIClient(version="auto")
+        finally:
+            if previous is None:
+                os.environ.pop("DOCKER_CONFIG")
+            else:
+                os.environ["DOCKER_CONFIG"] = previous
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _warehouse(platform: Platform) -> Any:
+    env = platform.env("postgres")
+    port = platform.overrides["docker"]["ports"]["postgres"]
+    return psycopg2.connect(
+        host="127.0.0.1",
+        port=port,
+        user="warehouse",
+        password=env["WAREHOUSE_DB_PASSWORD"],
+        dbname="warehouse",
+        connect_timeout=10,
+    )
+
+
+def _warehouse_rows(platform: Platform) -> tuple[set[str], set[tuple[str, str, int]]]:
+    with _warehouse(platform) as conn, conn.cursor() as cur:
+        cur.execute("SELECT station_id FROM weather.stations")
+        stations = {row[0] for row in cur.fetchall()}
+        cur.execute("SELECT station_id, day::text, readings FROM weather.daily_summary")
+        days = {(row[0], row[1], int(row[2])) for row in cur.fetchall()}
+    conn.close()
+    return stations, days
+
+
+def _expected_rows() -> tuple[set[str], set[tuple[str, str, int]]]:
+    """What the weather pipeline's own logic makes of the data it ships."""
+    sys.path.insert(0, str(WEATHER_SRC))
+    try:
+        from weather import extract, transform
+    finally:
+        sys.path.remove(str(WEATHER_SRC))
+    stations = transform.parse_stations(extract.read_feed("stations.csv", extract.STATION_COLUMNS))
+    readings, _ = transform.clean_observations(
+        extract.read_feed("observations.csv", extract.OBSERVATION_COLUMNS),
+        {s.station_id for s in stations},
+    )
+    summaries = transform.daily_summaries(readings)
+    return (
+        {s.station_id for s in stations},
+        {(s.station_id, s.day.isoformat(), s.readings) for s in summaries},
+    )
+
+
+def _exec_python(container: Any, code: str) -> tuple[int, str]:
+    result = container.exec_run(["python3", "-c", code])
+    return int(result.exit_code), bytes(result.output).decode(errors="replace")
+
+
+PROXY_CALL = """
+import json, sys, urllib.request, urllib.error
+method, path, body = sys.argv[1], sys.argv[2], sys.argv[3]
+request = urllib.request.Request(
+    "http://docker-api-proxy:2375" + path, data=body.encode() or None, method=method,
+    headers={"Content-Type": "application/json"})
+try:
+    with urllib.request.urlopen(request, timeout=30) as response:
+        print(response.status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
+
+def _proxy_status(platform: Platform, method: str, path: str, body: str = "") -> int:
+    scheduler = platform.container("airflow-scheduler")
+    result = scheduler.exec_run(["python3", "-c", PROXY_CALL, method, path, body])
+    output = bytes(result.output).decode(errors="replace").strip()
+    assert result.exit_code == 0, f"calling the proxy from the scheduler failed: {output}"
+    return int(output.splitlines()[-1])
+
+
+def _put_file(container: Any, directory: str, name: str, text: str) -> None:
+    data = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = int(time.time())
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(info, io.BytesIO(data))
+    assert container.put_archive(directory, buffer.getvalue())
+
+
+def _succeeded(platform: Platform, dag_id: str, run_id: str, run: dict[str, Any]) -> None:
+    tasks = platform.airflow.task_instances(dag_id, run_id)
+    states = {t["task_id"]: t["state"] for t in tasks}
+    if run["state"] != "success" or set(states.values()) != {"success"}:
+        logs = {
+            t["task_id"]: platform.airflow.task_log(dag_id, run_id, t["task_id"], t["try_number"])[
+                -2000:
+            ]
+            for t in tasks
+            if t["state"] != "success" and t["try_number"]
+        }
+        raise AssertionError(f"{dag_id} run {run_id}: {run['state']}, tasks {states}\n{logs}")
+
+
+# ---- the deployment itself ------------------------------------------------------------
+
+
+def test_every_published_port_is_on_loopback(platform: Platform) -> None:
+    published = []
+    for name in platform.long_running():
+        ports = platform.client.containers.get(name).attrs["NetworkSettings"]["Ports"] or {}
+        for bindings in ports.values():
+            for binding in bindings or []:
+                published.append((name, binding["HostIp"], binding["HostPort"]))
+    assert published, "the platform publishes nothing"
+    assert {ip for _, ip, _ in published} == {"127.0.0.1"}, published
+
+
+def test_every_component_is_healthy(platform: Platform) -> None:
+    for name in platform.long_running():
+        state = platform.client.containers.get(name).attrs["State"]
+        assert state["Running"], f"{name} is not running"
+        if "Health" in state:
+            assert state["Health"]["Status"] == "healthy", f"{name}: {state['Health']['Status']}"
+    health = platform.airflow.get("/api/v2/monitor/health")
+    assert health["metadatabase"]["status"] == "healthy"
+    assert health["scheduler"]["status"] == "healthy"
+
+
+def test_images_are_in_the_registry_pinned_by_digest(platform: Platform) -> None:
+    artifacts = platform.outputs["artifacts"]
+    credentials = _registry_credentials(platform)
+    for name, reference in artifacts.items():
+        if name == "dags":
+            continue
+        assert reference in platform.deployment.images.values(), (name, reference)
+        repository, digest = reference.split("@")
+        path = repository.split("/", 1)[1]
+        url = f"http://{_registry(platform)}/v2/{path}/manifests/{digest}"
+        headers = {
+            **_basic(credentials),
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json",
+        }
+        assert http_status(url, headers) == 200, f"{reference} is not in the registry"
+
+
+def test_registry_refuses_anonymous_push_and_pull(platform: Platform) -> None:
+    registry = _registry(platform)
+    assert http_status(f"http://{registry}/v2/") == 401
+    assert http_status(f"http://{registry}/v2/_catalog") == 401
+    wrong = {"username": _registry_credentials(platform)["username"], "password": "not-it-x"}
+    assert http_status(f"http://{registry}/v2/", _basic(wrong)) == 401
+    assert http_status(f"http://{registry}/v2/", _basic(_registry_credentials(platform))) == 200
+
+    airflow_ref = str(platform.outputs["artifacts"]["airflow"])
+    with _anonymous_docker() as anonymous:
+        with pytest.raises(docker.errors.APIError) as pull:
+            anonymous.pull(airflow_ref)
+        log.info("anonymous pull refused: %s", pull.value.explanation)
+        assert "auth" in str(pull.value.explanation).lower()
+
+        target = f"{registry}/e2e/anonymous"
+        anonymous.tag(platform.overrides["images"]["pythonBase"], target, "1")
+        try:
+            output = [chunk for chunk in anonymous.push(target, tag="1", stream=True, decode=True)]
+        finally:
+            anonymous.remove_image(f"{target}:1")
+        errors = [str(chunk.get("error", "")) for chunk in output if "error" in chunk]
+        log.info("anonymous push refused: %s", errors)
+        assert errors and "auth" in errors[-1].lower(), output[-3:]
+    catalog = json.loads(
+        _read(f"http://{registry}/v2/_catalog", _basic(_registry_credentials(platform)))
+    )
+    assert "e2e/anonymous" not in catalog["repositories"]
+
+
+def _read(url: str, headers: dict[str, str]) -> str:
+    import urllib.request
+
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return bytes(response.read()).decode()
+
+
+# ---- Airflow, as the admin user ----------------------------------------------------------
+
+
+def test_example_pipeline_runs_and_loads_the_warehouse(
+    platform: Platform, example_dag: str, example_run: tuple[str, dict[str, Any]]
+) -> None:
+    run_id, run = example_run
+    _succeeded(platform, example_dag, run_id, run)
+    tasks = platform.airflow.task_instances(example_dag, run_id)
+    assert len(tasks) >= 4, [t["task_id"] for t in tasks]
+    stations, days = _warehouse_rows(platform)
+    expected_stations, expected_days = _expected_rows()
+    assert expected_days, "the pipeline's shipped data gives no daily summaries"
+    assert stations == expected_stations
+    assert days == expected_days
+
+
+def test_smoke_dag_refusal_is_refused_by_the_proxy(platform: Platform, smoke_dag: str) -> None:
+    run_id = platform.airflow.trigger(smoke_dag)
+    run = platform.airflow.wait_run(smoke_dag, run_id)
+    tasks = platform.airflow.task_instances(smoke_dag, run_id)
+    logs = {
+        t["task_id"]: platform.airflow.task_log(smoke_dag, run_id, t["task_id"], t["try_number"])
+        for t in tasks
+        if t["try_number"]
+    }
+    refused = [task for task, text in logs.items() if "403" in text and "Forbidden" in text]
+    assert refused, f"no task of {smoke_dag} was refused with 403: {run['state']}, {list(logs)}"
+    allowed = [
+        t["task_id"] for t in tasks if t["state"] == "success" and t["task_id"] not in refused
+    ]
+    assert allowed, f"no task of {smoke_dag} ran where tasks are allowed: {tasks}"
+    log.info("smoke run %s: %s; refused: %s; allowed: %s", run_id, run["state"], refused, allowed)
+
+
+def test_proxy_refuses_calls_outside_its_allowlist(platform: Platform) -> None:
+    # The proxy answers (so a 403 below is its decision, not an outage).
+    assert _proxy_status(platform, "GET", "/v1.41/_ping") == 200
+    own_id = platform.container("airflow-scheduler").id
+    assert (
+        _proxy_status(
+            platform, "POST", f"/v1.41/containers/{own_id}/exec", json.dumps({"Cmd": ["id"]})
+        )
+        == 403
+    )
+    assert (
+        _proxy_status(
+            platform, "POST", "/v1.41/networks/create", json.dumps({"Name": "e2e-should-not-exist"})
+        )
+        == 403
+    )
+    assert (
+        _proxy_status(
+            platform,
+            "POST",
+            "/v1.41/containers/create",
+            json.dumps({"Image": "x", "HostConfig": {"Privileged": True}}),
+        )
+        == 403
+    )
+    assert not platform.client.networks.list(names=["e2e-should-not-exist"])
+
+
+def test_broken_dag_file_is_an_import_error_and_others_keep_running(
+    platform: Platform, example_dag: str
+) -> None:
+    dags_folder = "/opt/airflow/dags"
+    text = "from airflow.sdk import DAG\n\nthis is not python\n"
+    # DAGs are baked into the image: the file goes into both running containers that parse.
+    for suffix in ("airflow-dag-processor", "airflow-scheduler"):
+        _put_file(platform.container(suffix), dags_folder, BROKEN_DAG, text)
+    refresh = int(
+        platform.env("airflow-dag-processor").get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "300")
+    )
+    deadline = time.monotonic() + refresh + 180
+    errors: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        errors = platform.airflow.get("/api/v2/importErrors")["import_errors"]
+        if any(BROKEN_DAG in str(e.get("filename")) for e in errors):
+            break
+        time.sleep(5)
+    broken = [e for e in errors if BROKEN_DAG in str(e.get("filename"))]
+    assert broken, f"no import error for {BROKEN_DAG} within {refresh + 180}s: {errors}"
+    assert "SyntaxError" in broken[0]["stack_trace"] or "invalid syntax" in broken[0]["stack_trace"]
+    # Only the broken file fails to import.
+    assert all(BROKEN_DAG in str(e.get("filename")) for e in errors), errors
+    run_id = platform.airflow.trigger(example_dag)
+    _succeeded(platform, example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))
+
+
+def test_postgres_restart_keeps_history_and_data(
+    platform: Platform, example_dag: str, example_run: tuple[str, dict[str, Any]]
+) -> None:
+    runs_before = platform.airflow.get(f"/api/v2/dags/{example_dag}/dagRuns?limit=100")
+    rows_before = _warehouse_rows(platform)
+    assert rows_before[1], "the warehouse is empty before the restart"
+
+    log.info("restarting PostgreSQL")
+    platform.container("postgres").restart(timeout=30)
+    platform.wait_all_healthy(timeout=300)
+    # A fresh token: the api-server may have lost its connections meanwhile.
+    platform.airflow.token = None
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            runs_after = platform.airflow.get(f"/api/v2/dags/{example_dag}/dagRuns?limit=100")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(3)
+
+    def summary(runs: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(r["dag_run_id"], r["state"]) for r in runs["dag_runs"]}
+
+    assert summary(runs_after) >= summary(runs_before)
+    assert (example_run[0], "success") in summary(runs_after)
+    assert _warehouse_rows(platform) == rows_before
+
+    run_id = platform.airflow.trigger(example_dag)
+    _succeeded(platform, example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))
+    assert _warehouse_rows(platform) == rows_before
