@@ -1,0 +1,92 @@
+"""Pipeline tasks as containers on the Docker target, launched through the API proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from airflow.providers.docker.operators.docker import DockerOperator
+from airflow.sdk import BaseHook, Context
+
+from pipeline_factory.refusal import ExpectRefusal
+
+
+def warehouse_url(conn_id: str) -> str:
+    """The warehouse as a postgresql:// URL, from the Airflow connection `conn_id`."""
+    conn = BaseHook.get_connection(conn_id)
+    credentials = quote(conn.login or "", safe="")
+    if conn.password:
+        credentials += ":" + quote(conn.password, safe="")
+    query = urlencode(conn.extra_dejson) if conn.extra_dejson else ""
+    return f"postgresql://{credentials}@{conn.host}:{conn.port or 5432}/{conn.schema or ''}" + (
+        f"?{query}" if query else ""
+    )
+
+
+class _ConfinedClient:
+    """The Docker API client, adding the platform's confinement to every container.
+
+    DockerOperator turns `cpus` into CPU *shares*, a relative weight that limits
+    nothing; a real limit needs NanoCpus. It has no parameter for that, nor for
+    dropping capabilities or forbidding privilege escalation, so they are added
+    where it builds the container's host config.
+    """
+
+    def __init__(self, client: Any, nano_cpus: int) -> None:
+        self._client = client
+        self._confinement = {
+            "nano_cpus": nano_cpus,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+        }
+
+    def create_host_config(self, **kwargs: Any) -> Any:
+        return self._client.create_host_config(**{**kwargs, **self._confinement})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class ConfinedDockerOperator(DockerOperator):
+    """A DockerOperator whose containers get a hard CPU limit and no privileges."""
+
+    # The command names a script inside the image (run_<task>.sh), not a template
+    # file next to the DAG, which DockerOperator would otherwise look for.
+    template_ext: Sequence[str] = ()
+
+    def __init__(self, *, nano_cpus: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.nano_cpus = nano_cpus
+
+    @property
+    def cli(self) -> Any:
+        return _ConfinedClient(self.hook.api_client, self.nano_cpus)
+
+
+class PipelineDockerOperator(ConfinedDockerOperator):
+    """Runs one pipeline task; hands it WAREHOUSE_URL, read when the task runs.
+
+    The URL comes from the Airflow connection (AIRFLOW_CONN_WAREHOUSE on the scheduler)
+    and goes to the container as a private environment variable: it is never part of
+    the DAG, the rendered template fields or the task log.
+    """
+
+    def __init__(self, *, warehouse_conn_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.warehouse_conn_id = warehouse_conn_id
+
+    def execute(self, context: Context) -> Any:
+        self._private_environment = {
+            **self._private_environment,
+            "WAREHOUSE_URL": warehouse_url(self.warehouse_conn_id),
+        }
+        return super().execute(context)
+
+
+class RefusedDockerOperator(ExpectRefusal, ConfinedDockerOperator):
+    """A container the Docker API proxy must refuse to create."""
+
+    def __init__(self, *, refused_because: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.refused_because = refused_because
