@@ -156,8 +156,8 @@ def stack_file_with(
         yield
 
 
-def evaluate(stack: str, **overrides: Any) -> render.Evaluation:
-    return render.evaluate(stack, PROJECT_ROOT, overrides=overrides)
+def evaluate(stack: str, *, real_secrets: bool = False, **overrides: Any) -> render.Evaluation:
+    return render.evaluate(stack, PROJECT_ROOT, overrides=overrides, real_secrets=real_secrets)
 
 
 # --- RBAC -----------------------------------------------------------------------

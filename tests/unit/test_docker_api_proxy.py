@@ -313,6 +313,8 @@ REFUSED_CALLS: list[tuple[str, str, bytes | None]] = [
     # Paths that only look allowed.
     ("GET", f"/v1.41/containers/{CONTAINER_ID}/../../info/json", None),
     ("GET", "/v1.41/images/x%2F..%2F..%2Fcontainers%2Fabc%2Farchive/json", None),
+    ("GET", "/v1.41/images/x/../../containers/abc/json", None),
+    ("GET", "/v1.41/images/./json", None),
     ("GET", "/V1.41/_ping", None),
     ("PATCH", "/_ping", None),
     ("OPTIONS", "/_ping", None),
@@ -394,6 +396,9 @@ REFUSED_CREATES: dict[str, bytes] = {
     "a network name that only starts like the pipelines one": _raw(
         json.dumps(task_container(NetworkMode=PIPELINES + "-x"))
     ),
+    "network mode as a duplicate key": _raw(
+        json.dumps(task_container())[:-2] + ', "NetworkMode": "host"}}'
+    ),
     "no network mode": _raw(
         json.dumps(task_container()).replace(f'"NetworkMode": "{PIPELINES}", ', "")
     ),
@@ -463,6 +468,18 @@ def test_a_body_larger_than_the_inspection_buffer_is_refused(proxy: Proxy) -> No
     # The same task without the padding is fine: the size alone decides.
     small = json.dumps(task_container()).encode()
     assert _send(proxy, "POST", "/v1.41/containers/create", small)[1]
+
+
+def test_bodies_are_limited_to_48_kib(proxy: Proxy) -> None:
+    def body_of(size: int) -> bytes:
+        document = task_container()
+        document["Env"].append("PAD=")
+        text = json.dumps(document)
+        return text.replace('"PAD="', '"PAD=' + "x" * (size - len(text)) + '"').encode()
+
+    assert len(body_of(49152)) == 49152
+    assert _send(proxy, "POST", "/v1.41/containers/create", body_of(49152))[1]
+    assert _send(proxy, "POST", "/v1.41/containers/create", body_of(49153)) == (403, False)
 
 
 def test_a_chunked_body_is_refused(proxy: Proxy) -> None:

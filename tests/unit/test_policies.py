@@ -67,13 +67,14 @@ def violations(policy: ResourceValidationPolicy, subject: Subject) -> list[str]:
         None,
         config={},
     )
-    assert policy.validate is not None
-    validate = policy.validate
-    if isinstance(validate, list):
-        for each in validate:
-            each(args, lambda message, urn=None: found.append(message))
-    else:
-        validate(args, lambda message, urn=None: found.append(message))
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
+    validators = policy.validate if isinstance(policy.validate, list) else [policy.validate]
+    for validate in validators:
+        assert validate is not None
+        validate(args, report)
     return found
 
 

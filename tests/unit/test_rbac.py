@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow.providers.cncf import kubernetes as cncf_kubernetes
 
 from etlstack import render
 from tests.unit.kubernetes_helpers import (
@@ -23,9 +24,7 @@ from tests.unit.kubernetes_helpers import (
     of_kind,
 )
 
-PROVIDER = Path(
-    __import__("airflow.providers.cncf.kubernetes", fromlist=["__file__"]).__file__
-).parent
+PROVIDER = Path(str(cncf_kubernetes.__file__)).parent
 
 # (provider file, client call made there, the request it becomes)
 OPERATOR_CALLS: list[tuple[str, str, Request]] = [
