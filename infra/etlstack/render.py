@@ -51,6 +51,8 @@ class Evaluation:
     config: StackConfig
     resources: list[Resource] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    # Every password, key and hash the mock providers generated during the evaluation.
+    generated_secrets: set[str] = field(default_factory=set)
 
     def by_type(self, type_: str) -> list[Resource]:
         return [r for r in self.resources if r.type == type_]
@@ -80,6 +82,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     def __init__(self, real_secrets: bool) -> None:
         self.real_secrets = real_secrets
+        self.generated: set[str] = set()
 
     def _random_text(self, length: int) -> str:
         if self.real_secrets:
@@ -98,8 +101,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             result = self._random_text(int(args.inputs["length"]))
+            bcrypt_hash = self._bcrypt(result)
+            self.generated |= {result, bcrypt_hash}
             state["result"] = rpc.wrap_rpc_secret(result)
-            state["bcryptHash"] = rpc.wrap_rpc_secret(self._bcrypt(result))
+            state["bcryptHash"] = rpc.wrap_rpc_secret(bcrypt_hash)
         elif args.typ == "random:index/randomId:RandomId":
             raw = (
                 token_source.token_bytes(int(args.inputs["byteLength"]))
@@ -111,6 +116,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["b64Url"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
             state["b64Std"] = base64.b64encode(raw).decode()
             state["hex"] = raw.hex()
+            self.generated |= {state["b64Url"], state["b64Std"], state["hex"]}
         elif args.typ == "docker:index/image:Image":
             name = args.inputs["imageName"]
             state["repoDigest"] = f"{name.rsplit(':', 1)[0]}@{_placeholder_digest(name)}"
@@ -219,9 +225,7 @@ def evaluate(
         return pulumi.Output.from_input(asyncio.ensure_future(_stack_outputs(evaluation)))
 
     run()
-    urn_to_name: dict[str, str] = {}
-    for request, urn in monitor.registrations:
-        urn_to_name[urn] = request.name
+    evaluation.generated_secrets = set(mocks.generated)
     seen: set[tuple[str, str, str]] = set()
     for request, urn in monitor.registrations:
         identity = (request.type, request.name, request.parent)
