@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import shutil
 import subprocess
 import tempfile
@@ -132,3 +133,26 @@ def ensure(client: docker.DockerClient) -> dict[str, str]:
     """Build what is missing; return the stack's image settings pointing at the stand-ins."""
     base = _base(client)
     return {setting: _stand_in(client, base, name) for setting, name in STAND_INS.items()}
+
+
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----")
+
+
+def _certificates(text: str) -> dict[str, str]:
+    """PEM certificates keyed by their base64 body (whitespace removed)."""
+    return {"".join(pem.split()): pem for pem in _PEM.findall(text)}
+
+
+def extra_ca_bundle(client: docker.DockerClient, python_base: str, host_bundle: Path) -> str:
+    """The CAs this host trusts beyond Debian's own store: the TLS interceptor's, if any.
+
+    That is what a team behind a TLS-intercepting proxy passes as the extra CA bundle.
+    Not the whole host bundle: a build argument reaches RUN as an environment
+    variable, and Linux refuses a single one over 128 KiB (the host bundle is bigger).
+    """
+    stock = client.containers.run(
+        python_base, ["cat", "/etc/ssl/certs/ca-certificates.crt"], remove=True
+    )
+    theirs = _certificates(bytes(stock).decode())
+    ours = _certificates(host_bundle.read_text())
+    return "\n".join(pem for key, pem in ours.items() if key not in theirs)

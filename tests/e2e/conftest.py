@@ -81,8 +81,8 @@ def engine() -> Iterator[docker.DockerClient]:
     yield from _engine()
 
 
-def _stack_overrides(stand_ins: dict[str, str]) -> dict[str, Any]:
-    """The local stack as a team with an internal mirror would configure it."""
+def _stack_overrides(client: docker.DockerClient, stand_ins: dict[str, str]) -> dict[str, Any]:
+    """The local stack as a team with an internal mirror (and a TLS interceptor) sets it."""
     stack_file, _ = render.stack_file_config(PROJECT_ROOT, STACK)
 
     def current(key: str) -> dict[str, Any]:
@@ -91,10 +91,17 @@ def _stack_overrides(stand_ins: dict[str, str]) -> dict[str, Any]:
 
     if not CA_BUNDLE.is_file():
         pytest.fail(f"{CA_BUNDLE} is missing: image builds need the host's CA bundle", False)
+    build: dict[str, Any] = {}
+    extra = base_images.extra_ca_bundle(client, stand_ins["pythonBase"], CA_BUNDLE)
+    if extra:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        bundle = ARTIFACTS / "extra-ca.pem"
+        bundle.write_text(extra + "\n")
+        build["caBundleFile"] = str(bundle)
     ports = {"airflow": _free_port(), "registry": _free_port(), "postgres": _free_port()}
     return {
         "images": _merge(current("images"), stand_ins),
-        "build": _merge(current("build"), {"caBundleFile": str(CA_BUNDLE)}),
+        "build": _merge(current("build"), build),
         "docker": _merge(current("docker"), {"bindAddress": "127.0.0.1", "ports": ports}),
     }
 
@@ -116,7 +123,7 @@ def platform(engine: docker.DockerClient) -> Iterator[Platform]:
     started = time.monotonic()
     stand_ins = base_images.ensure(engine)
     log.info("base images ready (%.0fs)", time.monotonic() - started)
-    overrides = _stack_overrides(stand_ins)
+    overrides = _stack_overrides(engine, stand_ins)
     evaluation = render.evaluate(STACK, PROJECT_ROOT, overrides=overrides, real_secrets=True)
     applier = deploy.Applier(engine, evaluation, PROJECT_ROOT)
     # A run that was killed may have left the stack's objects behind.
