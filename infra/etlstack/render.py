@@ -129,8 +129,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["metadata"] = metadata
         return f"{args.name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        # The program calls no provider functions; an empty answer makes any new one visible.
+        return {}, None
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
