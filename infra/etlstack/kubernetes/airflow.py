@@ -62,11 +62,6 @@ def kubernetes_plain_settings() -> dict[str, str]:
         # Task logs are fetched from the pod that ran the task; a pod's name does not
         # resolve in cluster DNS, its IP address works.
         "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow.utils.net.get_host_ip_address",
-        # KubernetesPodOperator talks to the API server with the pod's own service
-        # account token (the scheduler's or the triggerer's).
-        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
-            {"conn_type": "kubernetes", "extra": {"in_cluster": True}}
-        ),
     }
 
 
