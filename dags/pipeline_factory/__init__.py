@@ -49,6 +49,31 @@ TASK_GID = 10001
 # The Kubernetes namespace every cluster has and no pipeline task may launch into.
 FOREIGN_NAMESPACE = "default"
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
+# The task arguments a DAG may set. Everything else (image, pool, limits, user,
+# mounts, privileges, where and how the task launches) is the platform's decision.
+TASK_ARGUMENTS = frozenset(
+    {
+        "depends_on_past",
+        "doc_md",
+        "email",
+        "email_on_failure",
+        "email_on_retry",
+        "execution_timeout",
+        "max_active_tis_per_dag",
+        "max_retry_delay",
+        "on_failure_callback",
+        "on_retry_callback",
+        "on_success_callback",
+        "owner",
+        "priority_weight",
+        "retries",
+        "retry_delay",
+        "retry_exponential_backoff",
+        "trigger_rule",
+        "wait_for_downstream",
+        "weight_rule",
+    }
+)
 
 
 # What the platform decides for every task (below, per target); a DAG cannot override it.
@@ -146,10 +171,16 @@ def pipeline_task(
 ) -> BaseOperator:
     """The operator that runs `run_<task>.sh` of `pipeline` on this platform.
 
-    `operator_kwargs` are ordinary task arguments (retries, execution_timeout,
-    trigger_rule, ...); what the platform decides (image, pool, limits, user,
-    launch settings) cannot be overridden from a DAG.
+    `operator_kwargs` are ordinary task arguments (TASK_ARGUMENTS: retries,
+    execution_timeout, trigger_rule, ...); what the platform decides (image, pool,
+    limits, user, launch settings) cannot be set from a DAG.
     """
+    refused = sorted(set(operator_kwargs) - TASK_ARGUMENTS)
+    if refused:
+        raise ValueError(
+            f"{pipeline}.{task}: {', '.join(refused)} cannot be set in a DAG; the platform "
+            f"decides how tasks launch. A DAG may set: {', '.join(sorted(TASK_ARGUMENTS))}"
+        )
     runtime = runtime or load()
     task_id = task_id or task
     if runtime.target == "docker":
@@ -164,12 +195,6 @@ def pipeline_task(
 
         fields = _kubernetes_task(runtime, pipeline, task, task_id)
         operator = KubernetesPodOperator
-    clashes = sorted(set(operator_kwargs) & set(fields))
-    if clashes:
-        raise ValueError(
-            f"{pipeline}.{task}: {', '.join(clashes)} is set by the platform and cannot be "
-            "overridden in a DAG"
-        )
     return operator(**fields, **operator_kwargs)
 
 

@@ -29,8 +29,7 @@ class _ConfinedClient:
 
     DockerOperator turns `cpus` into CPU *shares*, a relative weight that limits
     nothing; a real limit needs NanoCpus. It has no parameter for that, nor for
-    dropping capabilities or forbidding privilege escalation, so they are added
-    where it builds the container's host config.
+    dropping capabilities, so both are added where it builds the host config.
     """
 
     def __init__(self, client: Any, nano_cpus: int) -> None:
@@ -38,7 +37,6 @@ class _ConfinedClient:
         self._confinement = {
             "nano_cpus": nano_cpus,
             "cap_drop": ["ALL"],
-            "security_opt": ["no-new-privileges:true"],
         }
 
     def create_host_config(self, **kwargs: Any) -> Any:

@@ -18,8 +18,8 @@ from airflow.sdk.exceptions import AirflowFailException
 FORBIDDEN = 403
 
 
-def refusal(error: BaseException) -> str | None:
-    """The refusal's message if `error` (or what caused it) is an HTTP 403, else None."""
+def refusal(error: BaseException) -> BaseException | None:
+    """The HTTP 403 error behind `error` (itself or what caused it), if there is one."""
     pending: list[BaseException] = [error]
     seen: set[int] = set()
     while pending:
@@ -30,12 +30,13 @@ def refusal(error: BaseException) -> str | None:
         # docker-py's APIError has status_code; the Kubernetes client's ApiException status.
         status = getattr(current, "status_code", None) or getattr(current, "status", None)
         if status == FORBIDDEN:
-            return _message(current)
+            return current
         pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     return None
 
 
-def _message(error: BaseException) -> str:
+def message(error: BaseException) -> str:
+    """What the refusing API said: its JSON message, or its explanation."""
     body = getattr(error, "body", None)
     if isinstance(body, (str, bytes)):
         try:
@@ -55,11 +56,11 @@ class ExpectRefusal(BaseOperator):
         try:
             super().execute(context)
         except Exception as error:
-            message = refusal(error)
-            if message is None:
+            refused = refusal(error)
+            if refused is None:
                 raise
-            self.log.info("Refused, as the platform must (%s): %s", self.refused_because, message)
-            return {"refused": True, "status": FORBIDDEN, "message": message}
+            self.log.info("Refused, as the platform must (%s): %s", self.refused_because, refused)
+            return {"refused": True, "status": FORBIDDEN, "message": message(refused)}
         raise AirflowFailException(
             f"The platform launched a task it must refuse ({self.refused_because}): "
             "its launch guard rails are not in force"
