@@ -354,8 +354,6 @@ def test_only_the_pack_entry_point_builds_the_pack() -> None:
     module = Path(policies.__file__)
     assert "PolicyPack(" not in module.read_text()
     pack = PROJECT_ROOT / "infra" / "policy_pack"
-    assert (
-        "PolicyPack(name=POLICY_PACK_NAME, policies=all_policies())"
-        in (pack / "__main__.py").read_text()
-    )
+    main = (pack / "__main__.py").read_text()
+    assert "PolicyPack(name=POLICY_PACK_NAME" in main and "all_policies()" in main
     assert (pack / "PulumiPolicy.yaml").is_file()
