@@ -22,6 +22,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from docker.errors import APIError
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
 from pipeline_factory import (
     TASK_UID,
     PipelineNotDeployed,
@@ -30,10 +31,12 @@ from pipeline_factory import (
     refused_tasks,
 )
 from pipeline_factory.runtime import Runtime, cpu_cores, memory_bytes, parse
-
 from tests.unit.dag_helpers import evaluation, stack_runtime
 from tests.unit.kubernetes_helpers import RbacAuthorizer, Request, manifests
-from tests.unit.test_docker_api_proxy import Proxy, proxy  # noqa: F401 (fixture)
+
+# The platform's real proxy (HAProxy with the rendered allowlist) as a fixture.
+from tests.unit.test_docker_api_proxy import Proxy
+from tests.unit.test_docker_api_proxy import proxy as proxy
 
 WAREHOUSE = "postgresql://warehouse:s3cr%2Ft@postgres:5432/warehouse"
 KUBERNETES_STACKS = ("dev", "prod")
@@ -369,12 +372,13 @@ def test_kubernetes_launches_are_allowed_and_the_refused_one_is_not(stack: str) 
     kubernetes_validate.validate(pod_of(refused), "1.30", strict=True)
     assert refused.pool == settings.pool
 
-    def may_create(namespace: str) -> bool:
-        return authorizer.allowed(
+    def may_create(namespace: str | None) -> bool:
+        return namespace is not None and authorizer.allowed(
             platform_namespace, "airflow-scheduler", Request("create", "pods", namespace)
         )
 
     assert may_create(allowed.namespace)  # type: ignore[attr-defined]
+    assert refused.namespace is not None
     assert refused.namespace != allowed.namespace  # type: ignore[attr-defined]
     assert not may_create(refused.namespace)
 
@@ -415,7 +419,7 @@ def test_kubernetes_refused_task_succeeds_on_403_and_fails_otherwise(
     monkeypatch.setattr(KubernetesPodOperator, "find_pod", lambda *a, **k: None)
     monkeypatch.setattr(KubernetesPodOperator, "client", object(), raising=False)
     monkeypatch.setattr(KubernetesPodOperator, "cleanup", lambda *a, **k: None)
-    outcome = task.execute(context={"ti": None})  # type: ignore[arg-type]
+    outcome = task.execute(context={})
     assert created and created[0].metadata.namespace == "default"
     assert outcome["refused"] is True
     assert 'cannot create resource "pods"' in outcome["message"]
@@ -426,4 +430,4 @@ def test_kubernetes_refused_task_succeeds_on_403_and_fails_otherwise(
     monkeypatch.setattr(PodManager, "create_pod", conflict)
     (task,) = refused_tasks("platform-smoke", runtime=runtime("dev"))
     with pytest.raises(ApiException):
-        task.execute(context={"ti": None})  # type: ignore[arg-type]
+        task.execute(context={})
