@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import kubernetes_validate
+import pulumi
 import pytest
 import yaml
 
@@ -709,3 +710,21 @@ def test_pipeline_egress_networks_come_from_config() -> None:
     task = _pods(stack)["task"]
     assert policies.allowed(task, Endpoint(ip="203.0.113.9"), 443)
     assert not policies.allowed(task, Endpoint(ip="198.51.100.1"), 443)
+
+
+def test_images_from_a_registry_without_credentials_are_flagged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(
+        pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message)
+    )
+
+    def pinned(host: str) -> dict[str, str]:
+        return {"airflow": f"{host}/etlstack/airflow{DIGEST}", "dags": "dags-" + "0" * 12}
+
+    _evaluate("dev", artifacts=pinned("registry.dev.example.org"))
+    assert warnings == []
+    _evaluate("dev", artifacts=pinned("registry.elsewhere.example"))
+    (warning,) = warnings
+    assert "registry.elsewhere.example" in warning and "registry-pull" in warning

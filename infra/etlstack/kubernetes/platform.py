@@ -66,6 +66,22 @@ def public_url(config: StackConfig) -> str:
     return f"http://localhost:{API_SERVER_PORT}"
 
 
+def _warn_about_foreign_registries(config: StackConfig) -> None:
+    """Pinned images from another registry need pull credentials this stack does not hold."""
+    host = config.settings.registry.host
+    pinned = config.settings.artifacts or {}
+    foreign = sorted(
+        {ref.split("/", 1)[0] for name, ref in pinned.items() if name != "dags"} - {host}
+    )
+    if foreign:
+        pulumi.log.warn(
+            f"artifacts are pulled from {foreign}, but the image pull secret "
+            f"{REGISTRY_PULL_SECRET!r} holds credentials for {host!r} only: copy the images "
+            f"to {host} before promoting, or use that registry as registry.host with "
+            "registry.external"
+        )
+
+
 class KubernetesPlatform(pulumi.ComponentResource):
     airflow_url: pulumi.Output[str]
     admin_password: pulumi.Output[str]
@@ -116,6 +132,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
             ),
             opts=child(self),
         )
+
+        _warn_about_foreign_registries(config)
 
         secrets = AirflowSecrets("airflow-secrets", opts=child(self))
         runtime = runtime_settings(
