@@ -48,6 +48,9 @@ TASK_UID = 10001
 TASK_GID = 10001
 # The Kubernetes namespace every cluster has and no pipeline task may launch into.
 FOREIGN_NAMESPACE = "default"
+# What a launch that must be refused runs if it is not: a command that succeeds, so
+# the only failure reported is the one that matters (the launch went through).
+LAUNCH_ONLY = ["true"]
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 # The task arguments a DAG may set. Everything else (image, pool, limits, user,
 # mounts, privileges, where and how the task launches) is the platform's decision.
@@ -79,13 +82,15 @@ TASK_ARGUMENTS = frozenset(
 # What the platform decides for every task (below, per target); a DAG cannot override it.
 
 
-def _docker_task(runtime: Runtime, pipeline: str, task: str, task_id: str) -> dict[str, Any]:
+def _docker_task(
+    runtime: Runtime, pipeline: str, task_id: str, command: list[str]
+) -> dict[str, Any]:
     assert runtime.docker is not None
     return {
         "task_id": task_id,
         "image": runtime.image(pipeline),
         "pool": runtime.pool,
-        "command": [f"run_{task}.sh"],
+        "command": command,
         "docker_url": runtime.docker.url,
         "network_mode": runtime.docker.network,
         "user": f"{TASK_UID}:{TASK_GID}",
@@ -95,7 +100,7 @@ def _docker_task(runtime: Runtime, pipeline: str, task: str, task_id: str) -> di
         # The scheduler runs in a container: a host temp dir to mount does not exist.
         "mount_tmp_dir": False,
         "auto_remove": "success",
-        "labels": {"org.etlstack.pipeline": pipeline, "org.etlstack.task": task},
+        "labels": {"org.etlstack.pipeline": pipeline, "org.etlstack.task": task_id},
         # Tasks hand data over through the warehouse; their logs are not results.
         "do_xcom_push": False,
     }
@@ -106,7 +111,7 @@ def _pod_name(pipeline: str, task: str) -> str:
 
 
 def _kubernetes_task(
-    runtime: Runtime, pipeline: str, task: str, task_id: str, namespace: str | None = None
+    runtime: Runtime, pipeline: str, task_id: str, command: list[str], namespace: str | None = None
 ) -> dict[str, Any]:
     from kubernetes.client import models as k8s
 
@@ -117,10 +122,10 @@ def _kubernetes_task(
         "task_id": task_id,
         "image": runtime.image(pipeline),
         "pool": runtime.pool,
-        "name": _pod_name(pipeline, task),
+        "name": _pod_name(pipeline, task_id),
         "namespace": namespace or settings.namespace,
-        "cmds": [f"run_{task}.sh"],
-        "labels": {"etlstack.org/pipeline": pipeline, "etlstack.org/task": task},
+        "cmds": command,
+        "labels": {"etlstack.org/pipeline": pipeline, "etlstack.org/task": task_id},
         "service_account_name": settings.service_account,
         "automount_service_account_token": False,
         "image_pull_secrets": [k8s.V1LocalObjectReference(name=settings.image_pull_secret)],
@@ -187,13 +192,13 @@ def pipeline_task(
         from pipeline_factory.docker_operators import PipelineDockerOperator
 
         assert runtime.docker is not None
-        fields = _docker_task(runtime, pipeline, task, task_id)
+        fields = _docker_task(runtime, pipeline, task_id, [f"run_{task}.sh"])
         fields["warehouse_conn_id"] = runtime.docker.warehouse_conn_id
         operator: type[BaseOperator] = PipelineDockerOperator
     else:
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        fields = _kubernetes_task(runtime, pipeline, task, task_id)
+        fields = _kubernetes_task(runtime, pipeline, task_id, [f"run_{task}.sh"])
         operator = KubernetesPodOperator
     return operator(**fields, **operator_kwargs)
 
@@ -213,22 +218,25 @@ def refused_tasks(pipeline: str, *, runtime: Runtime | None = None) -> list[Base
 
         return [
             RefusedDockerOperator(
-                **_docker_task(runtime, pipeline, "check", "privileged_container_refused"),
-                privileged=True,
-                refused_because="a privileged container",
-            ),
-            RefusedDockerOperator(
-                **_docker_task(runtime, pipeline, "check", "host_mount_refused"),
-                mounts=[Mount(target="/host", source="/", type="bind", read_only=True)],
-                refused_because="a bind mount of the host's root filesystem",
-            ),
+                **_docker_task(runtime, pipeline, task_id, LAUNCH_ONLY),
+                **escape,
+                refused_because=because,
+            )
+            for task_id, escape, because in (
+                ("privileged_container_refused", {"privileged": True}, "a privileged container"),
+                (
+                    "host_mount_refused",
+                    {"mounts": [Mount(target="/host", source="/", type="bind", read_only=True)]},
+                    "a bind mount of the host's root filesystem",
+                ),
+            )
         ]
     from pipeline_factory.kubernetes_operators import RefusedPodOperator
 
     return [
         RefusedPodOperator(
             **_kubernetes_task(
-                runtime, pipeline, "check", "foreign_namespace_refused", FOREIGN_NAMESPACE
+                runtime, pipeline, "foreign_namespace_refused", LAUNCH_ONLY, FOREIGN_NAMESPACE
             ),
             refused_because=f"a pod in namespace {FOREIGN_NAMESPACE!r}",
         )
