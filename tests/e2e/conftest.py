@@ -142,8 +142,11 @@ def platform(engine: docker.DockerClient) -> Iterator[Platform]:
         try:
             _save_logs(engine, applier)
         finally:
-            applier.destroy()
-            log.info("platform removed")
+            if os.environ.get("E2E_KEEP_PLATFORM") == "1":
+                log.info("E2E_KEEP_PLATFORM=1: the platform stays up; the next run removes it")
+            else:
+                applier.destroy()
+                log.info("platform removed")
 
 
 @pytest.fixture(scope="session")

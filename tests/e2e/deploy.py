@@ -485,7 +485,8 @@ class Applier:
             )
             ports.setdefault(key, []).append(binding)
         if ports:
-            create["ports"] = list(ports)
+            # (port, protocol) pairs: docker-py appends "/tcp" to a "port/proto" string.
+            create["ports"] = [tuple(key.split("/")) for key in ports]
             host["port_bindings"] = ports
 
         binds: list[str] = []

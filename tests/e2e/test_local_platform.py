@@ -10,6 +10,7 @@ check what a component can reach.
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import json
 import os
@@ -98,7 +99,8 @@ def _expected_rows() -> tuple[set[str], set[tuple[str, str, int]]]:
     """What the weather pipeline's own logic makes of the data it ships."""
     sys.path.insert(0, str(WEATHER_SRC))
     try:
-        from weather import extract, transform
+        extract = importlib.import_module("weather.extract")
+        transform = importlib.import_module("weather.transform")
     finally:
         sys.path.remove(str(WEATHER_SRC))
     stations = transform.parse_stations(extract.read_feed("stations.csv", extract.STATION_COLUMNS))
@@ -170,14 +172,23 @@ def _succeeded(platform: Platform, dag_id: str, run_id: str, run: dict[str, Any]
 
 
 def test_every_published_port_is_on_loopback(platform: Platform) -> None:
-    published = []
+    declared = set()
+    for name in platform.long_running():
+        suffix = name.split("-", 2)[-1]
+        for port in platform.container_inputs(suffix).get("ports") or []:
+            declared.add(
+                (name, f"{int(port['internal'])}/tcp", port.get("ip"), int(port["external"]))
+            )
+    published = set()
     for name in platform.long_running():
         ports = platform.client.containers.get(name).attrs["NetworkSettings"]["Ports"] or {}
-        for bindings in ports.values():
+        for key, bindings in ports.items():
             for binding in bindings or []:
-                published.append((name, binding["HostIp"], binding["HostPort"]))
-    assert published, "the platform publishes nothing"
-    assert {ip for _, ip, _ in published} == {"127.0.0.1"}, published
+                published.add((name, key, binding["HostIp"], int(binding["HostPort"])))
+    assert declared, "the platform publishes nothing"
+    # What the program declares is what the engine publishes, and all of it on loopback.
+    assert published == declared
+    assert {ip for _, _, ip, _ in published} == {"127.0.0.1"}, published
 
 
 def test_every_component_is_healthy(platform: Platform) -> None:
