@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pulumi
 import pytest
 
@@ -440,3 +448,101 @@ def test_no_generated_secret_appears_outside_a_secret(revealed: render.Evaluatio
             continue
         masked = json.dumps(render.mask(resource.inputs))
         assert not any(s in masked for s in secrets), resource.name
+
+
+# ---- The init script, run against a real server ----------------------------------
+
+
+def _server_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        iter(sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None
+    )
+    if not found:
+        pytest.fail(
+            f"PostgreSQL binary {name!r} not found: this test runs the init script against a "
+            "throwaway server; install it with `apt-get install -y postgresql`",
+            pytrace=False,
+        )
+    return str(found)
+
+
+def test_the_init_script_gives_each_role_its_own_database_only(
+    revealed: render.Evaluation,
+) -> None:
+    postgres = container(revealed, "postgres")
+    (upload,) = render.reveal(postgres.inputs["uploads"])
+    variables = env(postgres)
+    bin_dir = Path(_server_binary("initdb")).parent
+    # PostgreSQL refuses to run as root; as root, run it as the postgres user, in a
+    # directory it can reach (pytest's own temporary directories are root's only).
+    run_as = "postgres" if os.geteuid() == 0 else None
+    tmp_path = Path(tempfile.mkdtemp(prefix="etlstack-init-script-"))
+    if run_as:
+        account = pwd.getpwnam(run_as)
+        os.chown(tmp_path, account.pw_uid, account.pw_gid)
+    script = tmp_path / "init.sh"
+    script.write_text(upload["content"])
+    script.chmod(0o755)
+    data, port = tmp_path / "data", _free_port()
+
+    def run(*command: str, extra_env: dict[str, str] | None = None) -> None:
+        result = subprocess.run(
+            command,
+            user=run_as,
+            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    run(
+        str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres",
+        "--auth-local=trust", "--auth-host=scram-sha-256",
+    )  # fmt: skip
+    options = f"-k {tmp_path} -p {port} -c listen_addresses=127.0.0.1"
+    server_log = tmp_path / "server.log"
+    run(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(server_log),
+        "-w",
+        "start",
+    )
+    try:
+        run(
+            str(script),
+            extra_env={
+                "PGHOST": str(tmp_path),
+                "PGPORT": str(port),
+                "POSTGRES_USER": variables["POSTGRES_USER"],
+                "AIRFLOW_DB_PASSWORD": variables["AIRFLOW_DB_PASSWORD"],
+                "WAREHOUSE_DB_PASSWORD": variables["WAREHOUSE_DB_PASSWORD"],
+            },
+        )
+
+        def connect(role: str, database: str) -> None:
+            password = variables[f"{role.upper()}_DB_PASSWORD"]
+            psycopg2.connect(
+                host="127.0.0.1", port=port, user=role, password=password, dbname=database
+            ).close()
+
+        connect("airflow", "airflow")
+        connect("warehouse", "warehouse")
+        for role, database in [("warehouse", "airflow"), ("airflow", "warehouse")]:
+            with pytest.raises(psycopg2.OperationalError, match="CONNECT privilege"):
+                connect(role, database)
+        assert variables["AIRFLOW_DB_PASSWORD"] not in server_log.read_text()
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
