@@ -384,6 +384,15 @@ def test_each_airflow_component_runs_with_a_restart_policy_and_a_healthcheck(
     assert component["healthcheck"]["tests"] == ["CMD", "airflow-healthcheck", suffix]
 
 
+@pytest.mark.parametrize("suffix", ["init", *AIRFLOW_COMPONENTS])
+def test_airflow_containers_keep_no_privileges(local: render.Evaluation, suffix: str) -> None:
+    component = container(local, f"airflow-{suffix}").inputs
+    assert component["capabilities"] == {"drops": ["ALL"]}
+    assert component["securityOpts"] == ["no-new-privileges:true"]
+    assert not component.get("mounts") and not component.get("volumes")
+    assert not component.get("privileged")
+
+
 def test_the_scheduler_waits_for_the_proxy(local: render.Evaluation) -> None:
     proxy = container(local, "docker-api-proxy")
     assert proxy.urn in container(local, "airflow-scheduler").dependencies

@@ -31,6 +31,12 @@ DAG_PROCESSOR = "airflow-dag-processor"
 TRIGGERER = "airflow-triggerer"
 # The connection the DAG factory hands to task containers as WAREHOUSE_URL.
 WAREHOUSE_CONN_ID = "warehouse"
+# Airflow runs as an ordinary user (uid 50000) and needs no capability. DAG code
+# runs in these containers, so they keep nothing it could use.
+CONFINEMENT: dict[str, Any] = {
+    "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+    "security_opts": ["no-new-privileges:true"],
+}
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ class Airflow(pulumi.ComponentResource):
             must_run=False,
             attach=True,
             restart="no",
+            **CONFINEMENT,
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[args.postgres.container], delete_before_replace=True
             ),
@@ -148,6 +155,7 @@ class Airflow(pulumi.ComponentResource):
                     start_period="60s",
                 ),
                 restart="unless-stopped",
+                **CONFINEMENT,
                 # `pulumi up` succeeds only when the component reports healthy.
                 wait=True,
                 wait_timeout=600,
