@@ -238,6 +238,7 @@ ALLOWED: list[tuple[str, str, bytes | None]] = [
     ("POST", "/v1.41/containers/create", _json(task_container())),
     ("POST", "/v1.41/containers/create?name=weather-extract", _json(task_container())),
     ("POST", "/containers/create", _json(task_container(NetworkMode="none"))),
+    ("POST", "/containers/create", _json({**task_container(), "User": "1000:0"})),
     (
         "POST",
         "/v1.41/containers/create",
@@ -445,6 +446,8 @@ REFUSED_CREATES: dict[str, bytes] = {
     ),
     "root user": _raw(json.dumps({**task_container(), "User": "root"})),
     "root uid and gid": _raw(json.dumps({**task_container(), "User": "0:0"})),
+    "root uid spelled 00": _raw(json.dumps({**task_container(), "User": "00"})),
+    "root uid spelled +0": _raw(json.dumps({**task_container(), "User": "+0:1000"})),
     "first for the OOM killer": _with('"OomScoreAdj": -1000'),
     "non-ASCII anywhere": _raw(
         json.dumps({**task_container(), "Env": ["CITY=Zürich"]}, ensure_ascii=False)
