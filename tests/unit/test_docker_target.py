@@ -555,3 +555,31 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_registry_the_team_already_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    stack_file = render.stack_file_config
+
+    def with_registry_password(root: Path, stack: str) -> tuple[dict[str, str], list[str]]:
+        config, secret_keys = stack_file(root, stack)
+        # As `pulumi config set --secret etlstack:registryPassword` would store it.
+        config["etlstack:registryPassword"] = "team-registry-password"
+        return config, [*secret_keys, "etlstack:registryPassword"]
+
+    monkeypatch.setattr(render, "stack_file_config", with_registry_password)
+    evaluation = render.evaluate(
+        "local",
+        PROJECT_ROOT,
+        overrides={
+            **stack_overrides("local"),
+            "registry": {"external": True, "host": "registry.example.org", "username": "ci"},
+        },
+    )
+    assert f"{PREFIX}-registry" not in containers(evaluation)
+    assert evaluation.outputs["registry"] == "registry.example.org"
+    (provider,) = evaluation.by_type("pulumi:providers:docker")
+    assert render.is_secret(provider.inputs["registryAuth"])
+    assert "team-registry-password" in json.dumps(render.reveal(provider.inputs["registryAuth"]))
+    for build in evaluation.by_type(IMAGE):
+        assert render.mask(build.inputs["imageName"]).startswith("registry.example.org/etlstack/")
+        assert render.reveal(build.inputs["registry"])["password"] == "team-registry-password"
