@@ -46,8 +46,9 @@ __all__ = [
 # enforces it so a task is non-root even if an image forgets to switch user.
 TASK_UID = 10001
 TASK_GID = 10001
-# The Kubernetes namespace every cluster has and no pipeline task may launch into.
-FOREIGN_NAMESPACE = "default"
+# Namespaces every cluster has; the smoke test's refused pod goes to the first one
+# that is not the pipelines namespace.
+FOREIGN_NAMESPACES = ("default", "kube-system")
 # What a launch that must be refused runs if it is not: a command that succeeds, so
 # the only failure reported is the one that matters (the launch went through).
 LAUNCH_ONLY = ["true"]
@@ -79,12 +80,10 @@ TASK_ARGUMENTS = frozenset(
 )
 
 
-# What the platform decides for every task (below, per target); a DAG cannot override it.
-
-
 def _docker_task(
     runtime: Runtime, pipeline: str, task_id: str, command: list[str]
 ) -> dict[str, Any]:
+    """What the platform decides for a task container; a DAG cannot override it."""
     assert runtime.docker is not None
     return {
         "task_id": task_id,
@@ -113,6 +112,7 @@ def _pod_name(pipeline: str, task: str) -> str:
 def _kubernetes_task(
     runtime: Runtime, pipeline: str, task_id: str, command: list[str], namespace: str | None = None
 ) -> dict[str, Any]:
+    """What the platform decides for a task pod; a DAG cannot override it."""
     from kubernetes.client import models as k8s
 
     assert runtime.kubernetes is not None
@@ -233,12 +233,14 @@ def refused_tasks(pipeline: str, *, runtime: Runtime | None = None) -> list[Base
         ]
     from pipeline_factory.kubernetes_operators import RefusedPodOperator
 
+    assert runtime.kubernetes is not None
+    foreign = next(n for n in FOREIGN_NAMESPACES if n != runtime.kubernetes.namespace)
     return [
         RefusedPodOperator(
             **_kubernetes_task(
-                runtime, pipeline, "foreign_namespace_refused", LAUNCH_ONLY, FOREIGN_NAMESPACE
+                runtime, pipeline, "foreign_namespace_refused", LAUNCH_ONLY, foreign
             ),
-            refused_because=f"a pod in namespace {FOREIGN_NAMESPACE!r}",
+            refused_because=f"a pod in namespace {foreign!r}, outside the pipelines namespace",
         )
     ]
 

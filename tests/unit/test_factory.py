@@ -431,3 +431,10 @@ def test_kubernetes_refused_task_succeeds_on_403_and_fails_otherwise(
     (task,) = refused_tasks("platform-smoke", runtime=runtime("dev"))
     with pytest.raises(ApiException):
         task.execute(context={})
+
+
+def test_the_refused_pod_always_leaves_the_pipelines_namespace() -> None:
+    value = json.loads(stack_runtime("dev"))
+    value["kubernetes"]["namespace"] = "default"
+    (refused,) = refused_tasks("platform-smoke", runtime=parse(json.dumps(value)))
+    assert refused.namespace == "kube-system"  # type: ignore[attr-defined]
