@@ -43,6 +43,10 @@ class Resource:
     dependencies: list[str]
     provider: str
     custom: bool
+    # Resource options the engine acts on when it updates or deletes.
+    protect: bool = False
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
 
 
 @dataclass
@@ -245,6 +249,9 @@ def evaluate(
                 dependencies=sorted(set(request.dependencies)),
                 provider=request.provider,
                 custom=bool(request.custom),
+                protect=bool(request.protect),
+                retain_on_delete=bool(request.retainOnDelete),
+                delete_before_replace=bool(request.deleteBeforeReplace),
             )
         )
     return evaluation
@@ -268,6 +275,11 @@ def reveal(value: Any) -> Any:
 def mask(value: Any) -> Any:
     """The value with every secret replaced by a placeholder: safe to write down."""
     if rpc.is_rpc_secret(value):
+        hidden = rpc.unwrap_rpc_secret(value)
+        # A secret mapping (a Secret's data) keeps its keys, so the file still shows
+        # which values exist and still validates.
+        if isinstance(hidden, dict):
+            return {k: SECRET_PLACEHOLDER for k in hidden}
         return SECRET_PLACEHOLDER
     if isinstance(value, dict):
         return {k: mask(v) for k, v in value.items()}
@@ -281,7 +293,7 @@ def mask(value: Any) -> Any:
 def kubernetes_manifest(resource: Resource, evaluation: Evaluation) -> dict[str, Any]:
     """The object a Kubernetes resource would send to the API server, secrets masked."""
     manifest = mask(resource.inputs)
-    provider_urn = resource.provider.split("::")[0] if resource.provider else ""
+    provider_urn = resource.provider.rsplit("::", 1)[0] if resource.provider else ""
     provider_namespace = next(
         (r.inputs.get("namespace") for r in evaluation.resources if r.urn == provider_urn), None
     )

@@ -105,29 +105,6 @@ def all_containers(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 # --- Evaluating stacks ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Registration:
-    protect: bool
-    retain_on_delete: bool
-
-
-@contextlib.contextmanager
-def recording_options() -> Iterator[dict[str, Registration]]:
-    """Resource options the engine receives (protect, retainOnDelete), by resource name."""
-    seen: dict[str, Registration] = {}
-    original = render._RecordingMonitor.RegisterResource
-
-    def register(self: Any, request: Any) -> Any:
-        seen[f"{request.type}::{request.name}"] = Registration(
-            protect=bool(request.protect), retain_on_delete=bool(request.retainOnDelete)
-        )
-        return original(self, request)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(render._RecordingMonitor, "RegisterResource", register)
-        yield seen
-
-
 @contextlib.contextmanager
 def stack_file_with(
     stack: str, settings: Mapping[str, Any], secrets: Mapping[str, str]

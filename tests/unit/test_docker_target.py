@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-import pulumi
 import pytest
 
 from etlstack import render
 from etlstack.docker.docker_api_proxy import render_config
-from etlstack.program import build as build_program
 from tests.conftest import PROJECT_ROOT, TEST_SOCKET_GID, Evaluate, stack_overrides
 
 CONTAINER = "docker:index/container:Container"
@@ -77,26 +75,6 @@ def published(resource: render.Resource) -> list[tuple[str, int, int]]:
     return [
         (p["ip"], int(p["internal"]), int(p["external"])) for p in resource.inputs.get("ports", [])
     ]
-
-
-def options(**overrides: Any) -> dict[tuple[str, str], pulumi.ResourceOptions]:
-    """The resource options the program gives each resource (seen by a stack transform)."""
-    seen: dict[tuple[str, str], pulumi.ResourceOptions] = {}
-
-    def program(config: Any) -> None:
-        def record(args: pulumi.ResourceTransformationArgs) -> None:
-            seen[(args.type_, args.name)] = args.opts
-
-        pulumi.runtime.register_stack_transformation(record)
-        build_program(config)
-
-    render.evaluate(
-        "local",
-        PROJECT_ROOT,
-        overrides={**stack_overrides("local"), **overrides},
-        program=program,
-    )
-    return seen
 
 
 # ---- Provider and networks --------------------------------------------------------
@@ -265,17 +243,21 @@ def test_postgres_keeps_its_data_on_a_named_volume(local: render.Evaluation) -> 
 
 
 def test_the_database_volume_survives_destroy_unless_the_stack_opts_out() -> None:
-    key = (VOLUME, "etlstack-postgres-data")
-    assert options()[key].retain_on_delete is True
-    assert not options(postgres={"retainOnDestroy": False})[key].retain_on_delete
+    def volume(**overrides: Any) -> render.Resource:
+        evaluation = render.evaluate(
+            "local", PROJECT_ROOT, overrides={**stack_overrides("local"), **overrides}
+        )
+        return evaluation.one(VOLUME, "etlstack-postgres-data")
+
+    assert volume().retain_on_delete is True
+    assert volume(postgres={"retainOnDestroy": False}).retain_on_delete is False
 
 
-def test_fixed_names_are_deleted_before_they_are_replaced() -> None:
-    seen = options()
-    fixed = [k for k in seen if k[0] in (CONTAINER, NETWORK)]
+def test_fixed_names_are_deleted_before_they_are_replaced(local: render.Evaluation) -> None:
+    fixed = [r for r in local.resources if r.type in (CONTAINER, NETWORK)]
     assert len(fixed) == 11
-    for key in fixed:
-        assert seen[key].delete_before_replace is True, key
+    for resource in fixed:
+        assert resource.delete_before_replace is True, resource.name
 
 
 def test_postgres_health_and_restart(local: render.Evaluation) -> None:

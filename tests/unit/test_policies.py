@@ -27,9 +27,7 @@ from etlstack import policies, render
 from tests.unit.kubernetes_helpers import (
     KUBERNETES_STACKS,
     PROJECT_ROOT,
-    Registration,
     evaluate,
-    recording_options,
 )
 
 
@@ -43,13 +41,13 @@ class Subject:
     protect: bool
 
 
-def subjects(evaluation: render.Evaluation, options: dict[str, Registration]) -> list[Subject]:
+def subjects(evaluation: render.Evaluation) -> list[Subject]:
     return [
         Subject(
             type=r.type,
             name=r.name,
             props=deserialize_properties(r.inputs),
-            protect=options[f"{r.type}::{r.name}"].protect,
+            protect=r.protect,
         )
         for r in evaluation.resources
         if r.custom
@@ -83,9 +81,7 @@ POLICIES = {p.name: p for p in policies.all_policies()}
 
 @pytest.fixture(scope="module", params=KUBERNETES_STACKS)
 def stack_subjects(request: pytest.FixtureRequest) -> list[Subject]:
-    with recording_options() as options:
-        evaluation = evaluate(request.param)
-    return subjects(evaluation, options)
+    return subjects(evaluate(request.param))
 
 
 def test_the_pack_has_a_policy_for_each_rule() -> None:
