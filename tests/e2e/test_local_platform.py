@@ -324,7 +324,7 @@ def test_broken_dag_file_is_an_import_error_and_others_keep_running(
     platform: Platform, example_dag: str
 ) -> None:
     dags_folder = "/opt/airflow/dags"
-    text = "from airflow.sdk import DAG\n\nthis is not python\n"
+    text = "from airflow.sdk import DAG\n\n\ndef broken(:\n    pass\n"
     # DAGs are baked into the image: the file goes into both running containers that parse.
     for suffix in ("airflow-dag-processor", "airflow-scheduler"):
         _put_file(platform.container(suffix), dags_folder, BROKEN_DAG, text)
