@@ -29,7 +29,8 @@ class _ConfinedClient:
 
     DockerOperator turns `cpus` into CPU *shares*, a relative weight that limits
     nothing; a real limit needs NanoCpus. It has no parameter for that, nor for
-    dropping capabilities, so both are added where it builds the host config.
+    dropping capabilities or forbidding privilege gains (setuid binaries in the
+    image), so these are added where it builds the host config.
     """
 
     def __init__(self, client: Any, nano_cpus: int) -> None:
@@ -37,6 +38,7 @@ class _ConfinedClient:
         self._confinement = {
             "nano_cpus": nano_cpus,
             "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges"],
         }
 
     def create_host_config(self, **kwargs: Any) -> Any:

@@ -255,6 +255,12 @@ ALLOWED: list[tuple[str, str, bytes | None]] = [
             )
         ),
     ),
+    (
+        "POST",
+        "/containers/create",
+        _json(task_container(SecurityOpt=["no-new-privileges"], CapDrop=["ALL"])),
+    ),
+    ("POST", "/containers/create", _json(task_container(SecurityOpt=["no-new-privileges:true"]))),
     ("POST", f"/v1.41/containers/{CONTAINER_ID}/start", None),
     ("POST", f"/v1.41/containers/{CONTAINER_ID}/wait", None),
     ("POST", f"/v1.41/containers/{CONTAINER_ID}/wait?condition=not-running", None),
@@ -427,6 +433,10 @@ REFUSED_CREATES: dict[str, bytes] = {
     "device cgroup rules": _with('"DeviceCgroupRules": ["a *:* rwm"]'),
     "security options": _with('"SecurityOpt": ["seccomp=unconfined"]'),
     "apparmor off": _with('"securityopt": ["apparmor=unconfined"]'),
+    "no-new-privileges beside a loosening option": _with(
+        '"SecurityOpt": ["no-new-privileges", "seccomp=unconfined"]'
+    ),
+    "no-new-privileges switched off": _with('"SecurityOpt": ["no-new-privileges:false"]'),
     "unmasked /proc": _with('"MaskedPaths": []'),
     "writable /proc/sys": _with('"ReadonlyPaths": []'),
     "sysctls": _with('"Sysctls": {"net.ipv4.ip_forward": "1"}'),

@@ -188,6 +188,7 @@ def test_docker_task_runs_through_the_proxy_confined(
     # A hard CPU limit, not only the relative weight DockerOperator sets.
     assert host["NanoCpus"] == round(cpu_cores(settings.cpu) * 1e9)
     assert host["CapDrop"] == ["ALL"]
+    assert host["SecurityOpt"] == ["no-new-privileges"]
     assert not host.get("Privileged") and not host.get("Binds") and not host.get("Mounts")
     # Removed after success, never left behind by the launch itself.
     assert any(m == "DELETE" for m, _, _ in proxy.seen.requests[before:])
