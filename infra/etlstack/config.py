@@ -134,6 +134,9 @@ class Images(_Settings):
     python_base: ImageRef = "python:3.11.10-slim-bookworm"
 
 
+MAX_CA_BUNDLE_BYTES = 120 * 1024
+
+
 class Build(_Settings):
     """How images are built on a network that needs a package mirror or an extra CA."""
 
@@ -143,10 +146,21 @@ class Build(_Settings):
 
     @model_validator(mode="after")
     def _ca_bundle_exists(self) -> Build:
-        if self.ca_bundle_file is not None and not self.ca_bundle_file.is_file():
+        if self.ca_bundle_file is None:
+            return self
+        if not self.ca_bundle_file.is_file():
             raise ValueError(
                 f"caBundleFile {str(self.ca_bundle_file)!r} does not exist; give the path "
                 "of a PEM file on the machine that runs pulumi up"
+            )
+        # The bundle reaches the build as a build argument, which every RUN step sees
+        # as an environment variable; Linux refuses one variable over 128 KiB.
+        size = self.ca_bundle_file.stat().st_size
+        if size > MAX_CA_BUNDLE_BYTES:
+            raise ValueError(
+                f"caBundleFile {str(self.ca_bundle_file)!r} is {size // 1024} KiB, over the "
+                f"{MAX_CA_BUNDLE_BYTES // 1024} KiB a build argument can carry; give a file "
+                "with only the extra CA certificates, not the whole system bundle"
             )
         return self
 

@@ -155,6 +155,14 @@ def test_bad_settings_name_the_key_the_problem_and_the_fix(
     assert "Traceback" not in message
 
 
+def test_a_whole_system_ca_bundle_is_refused_with_the_reason(tmp_path: Path) -> None:
+    bundle = tmp_path / "everything.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n" + "A" * 200 * 1024)
+    message = error_of(docker_stack(build={"caBundleFile": str(bundle)}))
+    assert "etlstack:build: caBundleFile" in message
+    assert "only the extra CA certificates" in message
+
+
 def test_a_credential_in_plain_text_is_refused() -> None:
     raw = kubernetes_stack(
         registry={"host": "r.example.org", "external": True}, registryPassword="hunter2"
