@@ -216,6 +216,9 @@ class Registry(_Settings):
     host: str | None = None
     # Use a registry you already run at `host`; its password is the secret registryPassword.
     external: bool = False
+    # Use the registry another stack of this project deploys, e.g. prod pulling exactly
+    # what dev pushed: its address and password are read from that stack's outputs.
+    from_stack: KubernetesName | None = None
     username: KubernetesName = "etlstack"
     storage_size: Quantity = "20Gi"
     # Kubernetes: the TLS Secret of the registry's Ingress (kubelets pull over HTTPS);
@@ -328,11 +331,20 @@ class StackSettings(_Settings):
                 )
             if self.docker is not None:
                 raise ValueError("the docker block is only read when target is docker; remove it")
-            if not self.registry.host:
+            if self.registry.from_stack is not None:
+                if self.registry.host or self.registry.external:
+                    raise ValueError(
+                        "registry.fromStack takes the registry's address and password from "
+                        f"stack {self.registry.from_stack!r}; remove registry.host and "
+                        "registry.external"
+                    )
+            elif not self.registry.host:
                 raise ValueError(
                     "registry.host is required on kubernetes: the address the cluster "
                     "pulls images from"
                 )
+        elif self.registry.from_stack is not None:
+            raise ValueError("registry.fromStack is for the kubernetes target; remove it")
         elif self.kubernetes is not None:
             raise ValueError(
                 "the kubernetes block is only read when target is kubernetes; remove it"

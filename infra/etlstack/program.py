@@ -26,5 +26,7 @@ def build(config: StackConfig) -> None:
     pulumi.export("adminUsername", config.settings.airflow.admin_username)
     pulumi.export("adminPassword", platform.admin_password)
     pulumi.export("registry", platform.registry_server)
+    # Read by a stack that pulls from this one's registry (registry.fromStack).
+    pulumi.export("registryPassword", pulumi.Output.secret(platform.registry_password))
     # What promotion copies: every deployed artifact, pinned by digest.
     pulumi.export("artifacts", platform.images.references())

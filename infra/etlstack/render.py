@@ -84,9 +84,21 @@ class PlatformMocks(pulumi.runtime.Mocks):
     renders are reproducible.
     """
 
-    def __init__(self, real_secrets: bool) -> None:
+    def __init__(self, real_secrets: bool, project_root: Path) -> None:
         self.real_secrets = real_secrets
+        self.project_root = project_root
         self.generated: set[str] = set()
+
+    def _referenced_stack_outputs(self, stack: str) -> dict[str, Any]:
+        """What another stack of this project exports, as far as its file tells."""
+        config, _ = stack_file_config(self.project_root, stack)
+        registry = json.loads(config.get(f"{NAMESPACE}:registry", "{}"))
+        password = self._random_text(32)
+        self.generated.add(password)
+        return {
+            "registry": registry.get("host") or f"registry.{stack}.invalid",
+            "registryPassword": password,
+        }
 
     def _random_text(self, length: int) -> str:
         if self.real_secrets:
@@ -103,7 +115,15 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == "pulumi:pulumi:StackReference":
+            # Arrives as a read of the stack named `organization/project/stack`.
+            stack = str(args.inputs.get("name") or args.resource_id).rsplit("/", 1)[-1]
+            state = {
+                "name": args.inputs.get("name") or args.resource_id,
+                "outputs": self._referenced_stack_outputs(stack),
+                "secretOutputNames": ["registryPassword"],
+            }
+        elif args.typ == "random:index/randomPassword:RandomPassword":
             result = self._random_text(int(args.inputs["length"]))
             bcrypt_hash = self._bcrypt(result)
             self.generated |= {result, bcrypt_hash}
@@ -215,7 +235,7 @@ def evaluate(
         full_key = f"{NAMESPACE}:{key}"
         config[full_key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
 
-    mocks = PlatformMocks(real_secrets)
+    mocks = PlatformMocks(real_secrets, project_root)
     # A fresh root stack per evaluation, so outputs of an earlier one never leak in.
     pulumi.runtime.settings.ROOT.set(None)
     monitor = _RecordingMonitor(mocks)

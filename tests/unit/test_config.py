@@ -123,6 +123,12 @@ def test_socket_gid_auto_without_a_socket_says_how_to_fix() -> None:
         ),
         (kubernetes_stack(docker={}), "docker block", "remove it"),
         (
+            kubernetes_stack(registry={"host": "r.example.org", "fromStack": "dev"}),
+            "registry.fromStack takes the registry's address and password from stack 'dev'",
+            "remove registry.host",
+        ),
+        (docker_stack(registry={"fromStack": "dev"}), "registry.fromStack", "kubernetes target"),
+        (
             kubernetes_stack(registry={}),
             "registry.host",
             "required on kubernetes",

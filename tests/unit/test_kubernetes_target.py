@@ -506,7 +506,8 @@ def test_ingress_follows_config(stack: Stack) -> None:
 # --- Registry -------------------------------------------------------------------
 
 
-def test_registry_in_the_cluster(stack: Stack) -> None:
+def test_registry_in_the_cluster() -> None:
+    stack = _evaluate("dev")
     host = stack.evaluation.config.settings.registry.host
     deployment = named(stack.objects, "Deployment", "registry")
     env = _env(_main_container(deployment))
@@ -525,7 +526,7 @@ def test_registry_in_the_cluster(stack: Stack) -> None:
 
 
 def test_pull_secrets_in_both_namespaces_for_the_registry(stack: Stack) -> None:
-    host = stack.evaluation.config.settings.registry.host
+    host = stack.evaluation.outputs["registry"]
     pulls = [
         s for s in of_kind(stack.objects, "Secret") if s["metadata"]["name"] == "registry-pull"
     ]
@@ -570,12 +571,44 @@ def test_an_external_registry_replaces_the_deployed_one() -> None:
     assert "reg1stry-pw" in stack.secret_values()
 
 
+def test_prod_pulls_from_the_registry_dev_deploys(monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings: list[str] = []
+    monkeypatch.setattr(
+        pulumi.log, "warn", lambda message, *args, **kwargs: warnings.append(message)
+    )
+    dev_host = _evaluate("dev").evaluation.config.settings.registry.host
+
+    prod = _evaluate("prod", real_secrets=True)
+
+    assert prod.evaluation.config.settings.registry.from_stack == "dev"
+    assert not [
+        d for d in of_kind(prod.objects, "Deployment") if d["metadata"]["name"] == "registry"
+    ]
+    assert prod.evaluation.outputs["registry"] == dev_host
+    pulls = [s for s in prod.evaluation.resources if s.name.endswith("registry-pull")]
+    assert pulls
+    for pull in pulls:
+        assert render.is_secret(pull.inputs["stringData"])
+        auths = json.loads(render.reveal(pull.inputs["stringData"])[".dockerconfigjson"])["auths"]
+        assert set(auths) == {dev_host}
+        # The password is the one read from dev's outputs, never one prod made up.
+        assert auths[dev_host]["password"] in prod.evaluation.generated_secrets
+    # Every promoted artifact is pullable with these credentials: nothing to warn about.
+    assert warnings == []
+
+
 # --- Pod security ---------------------------------------------------------------
+
+
+def _runs_its_registry(stack: Stack) -> bool:
+    registry = stack.evaluation.config.settings.registry
+    return registry.from_stack is None and not registry.external
 
 
 def test_every_workload_runs_restricted(stack: Stack) -> None:
     workloads = [o for o in stack.objects if pod_spec(o) is not None]
-    assert len(workloads) == 7  # postgres, registry, migrations, four Airflow components
+    # postgres, migrations, four Airflow components, and the registry where this stack runs it.
+    assert len(workloads) == 6 + _runs_its_registry(stack)
     for obj in workloads:
         spec = pod_spec(obj)
         assert spec is not None
@@ -664,7 +697,8 @@ def test_task_pods_reach_the_warehouse_and_dns_only(stack: Stack) -> None:
     assert not policies.allowed(task, Endpoint(ip="203.0.113.9"), 443)
     assert not policies.allowed(task, Endpoint(ip="10.96.0.1"), 443), "no Kubernetes API"
     for name in ("airflow-scheduler", "registry", "elsewhere"):
-        assert not policies.allowed(task, pods[name], 8793)
+        if name in pods:
+            assert not policies.allowed(task, pods[name], 8793)
     assert not any(policies.allowed(pod, task, 8080) for pod in pods.values())
 
 
@@ -688,8 +722,9 @@ def test_the_api_server_fetches_task_logs_and_the_registry_is_behind_the_ingress
     assert policies.allowed(pods["airflow-api-server"], pods["airflow-scheduler"], 8793)
     assert policies.allowed(pods["airflow-api-server"], pods["airflow-triggerer"], 8794)
     assert not policies.allowed(pods["airflow-dag-processor"], pods["airflow-scheduler"], 8793)
-    reach = {n for n, pod in pods.items() if policies.allowed(pod, pods["registry"], 5000)}
-    assert reach == {"ingress-controller"}
+    if _runs_its_registry(stack):
+        reach = {n for n, pod in pods.items() if policies.allowed(pod, pods["registry"], 5000)}
+        assert reach == {"ingress-controller"}
 
 
 def test_pipeline_egress_networks_come_from_config() -> None:

@@ -27,6 +27,7 @@ class DockerPlatform(pulumi.ComponentResource):
     airflow_url: pulumi.Output[str]
     admin_password: pulumi.Output[str]
     registry_server: pulumi.Output[str]
+    registry_password: pulumi.Output[str]
     images: PlatformImages
 
     def __init__(
@@ -121,6 +122,7 @@ class DockerPlatform(pulumi.ComponentResource):
         self.airflow_url = pulumi.Output.from_input(public_url)
         self.admin_password = airflow.secrets.admin_password
         self.registry_server = pulumi.Output.from_input(registry.access.server)
+        self.registry_password = registry.access.password
         self.register_outputs(
             {
                 "airflowUrl": self.airflow_url,

@@ -66,26 +66,29 @@ def public_url(config: StackConfig) -> str:
     return f"http://localhost:{API_SERVER_PORT}"
 
 
-def _warn_about_foreign_registries(config: StackConfig) -> None:
+def _warn_about_foreign_registries(config: StackConfig, server: pulumi.Output[str]) -> None:
     """Pinned images from another registry need pull credentials this stack does not hold."""
-    host = config.settings.registry.host
     pinned = config.settings.artifacts or {}
-    foreign = sorted(
-        {ref.split("/", 1)[0] for name, ref in pinned.items() if name != "dags"} - {host}
-    )
-    if foreign:
-        pulumi.log.warn(
-            f"artifacts are pulled from {foreign}, but the image pull secret "
-            f"{REGISTRY_PULL_SECRET!r} holds credentials for {host!r} only: copy the images "
-            f"to {host} before promoting, or use that registry as registry.host with "
-            "registry.external"
-        )
+    hosts = {ref.split("/", 1)[0] for name, ref in pinned.items() if name != "dags"}
+
+    def warn(host: str) -> None:
+        foreign = sorted(hosts - {host})
+        if foreign:
+            pulumi.log.warn(
+                f"artifacts are pulled from {foreign}, but the image pull secret "
+                f"{REGISTRY_PULL_SECRET!r} holds credentials for {host!r} only: copy the "
+                f"images to {host} before promoting, or pull from the registry that holds "
+                "them (registry.fromStack, or registry.host with registry.external)"
+            )
+
+    server.apply(warn)
 
 
 class KubernetesPlatform(pulumi.ComponentResource):
     airflow_url: pulumi.Output[str]
     admin_password: pulumi.Output[str]
     registry_server: pulumi.Output[str]
+    registry_password: pulumi.Output[str]
     images: PlatformImages
 
     def __init__(
@@ -133,7 +136,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             opts=child(self),
         )
 
-        _warn_about_foreign_registries(config)
+        _warn_about_foreign_registries(config, registry.server)
 
         secrets = AirflowSecrets("airflow-secrets", opts=child(self))
         runtime = runtime_settings(
@@ -231,4 +234,5 @@ class KubernetesPlatform(pulumi.ComponentResource):
         self.airflow_url = pulumi.Output.from_input(public_url(config))
         self.admin_password = secrets.admin_password
         self.registry_server = registry.server
+        self.registry_password = registry.password
         self.register_outputs({"airflowUrl": self.airflow_url, "registry": self.registry_server})

@@ -4,7 +4,8 @@ Deployed in the cluster (the distribution registry with htpasswd auth, on a clai
 that deleting the stack leaves in place: a promoted digest must stay pullable), and
 published through an Ingress at `registry.host`, which is where image pushes go and
 where kubelets pull from. Or, with `registry.external`, a registry the team already
-runs at `registry.host`, with the secret `registryPassword`.
+runs at `registry.host`, with the secret `registryPassword`. Or, with
+`registry.fromStack`, the registry another stack deploys (prod uses dev's).
 """
 
 from __future__ import annotations
@@ -53,8 +54,19 @@ class Registry(pulumi.ComponentResource):
     ) -> None:
         super().__init__("etlstack:kubernetes:Registry", name, None, opts)
         settings = args.config.settings.registry
-        assert settings.host, "config requires registry.host on kubernetes"
         self.username = settings.username
+        if settings.from_stack is not None:
+            # The same registry another stack deploys (prod pulling what dev pushed):
+            # its address and password come from that stack's outputs, still secret.
+            source = pulumi.StackReference(
+                f"{pulumi.get_organization()}/{pulumi.get_project()}/{settings.from_stack}",
+                opts=child(self),
+            )
+            self.server = source.require_output("registry").apply(str)
+            self.password = pulumi.Output.secret(source.require_output("registryPassword"))
+            self.register_outputs({})
+            return
+        assert settings.host, "config requires registry.host on kubernetes"
         if settings.external:
             assert args.config.secrets.registry_password is not None
             self.server = pulumi.Output.from_input(settings.host)
