@@ -13,10 +13,12 @@ help:
 	@echo "make e2e       the end-to-end run on a real Docker Engine"
 	@echo "make bench     benchmarks on the real platform; writes BENCHMARKS.md"
 
-$(STAMP): pyproject.toml requirements-dev.txt airflow_image/requirements.txt
+$(STAMP): pyproject.toml requirements-dev.txt airflow_image/requirements.txt airflow_image/constraints.txt
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	@# The image's whole pinned closure constrains the test environment too, so the
+	@# Airflow the tests run is exactly the one the image ships.
+	$(VENV)/bin/pip install --quiet -e '.[dev]' -c airflow_image/constraints.txt
 	touch $@
 
 venv: $(STAMP)
