@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk import BaseHook, Context
 
@@ -81,7 +82,20 @@ class PipelineDockerOperator(ConfinedDockerOperator):
             **self._private_environment,
             "WAREHOUSE_URL": warehouse_url(self.warehouse_conn_id),
         }
-        return super().execute(context)
+        try:
+            return super().execute(context)
+        except DockerContainerFailedException as failure:
+            # DockerOperator reports only the exit status (137, any SIGKILL); say when it
+            # was the memory limit, so the log names the fix. A failed container is kept.
+            container = getattr(self, "container", None)
+            if container and self.cli.inspect_container(container["Id"])["State"].get("OOMKilled"):
+                raise DockerContainerFailedException(
+                    f"the task container was killed for exceeding its memory limit of "
+                    f"{self.mem_limit} bytes (OOMKilled, exit status 137); lower the task's "
+                    "memory use or raise airflow.taskResources.memory",
+                    logs=failure.logs,
+                ) from failure
+            raise
 
 
 class RefusedDockerOperator(ExpectRefusal, ConfinedDockerOperator):
