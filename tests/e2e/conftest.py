@@ -10,6 +10,7 @@ removed at the end; their logs (secrets redacted) stay in .e2e-artifacts/logs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -118,6 +119,31 @@ def _save_logs(platform_client: docker.DockerClient, applier: deploy.Applier) ->
         (directory / f"{name}.log").write_text(applier.redact(text))
 
 
+def _keep_build_cache(client: docker.DockerClient, applier: deploy.Applier) -> None:
+    """Keep the built images as the next run's build cache, under one stable tag each.
+
+    Their names carry this run's registry port, so without this every run would
+    leave another set of tags behind, and removing them would throw the cache away.
+    """
+    for image_name in applier.declared_images():
+        try:
+            image = client.images.get(image_name)
+        except docker.errors.ImageNotFound:
+            continue
+        repository = image_name.split("/", 1)[1].rsplit(":", 1)[0]
+        cache = f"{base_images.REPOSITORY}/cache/{repository}:latest"
+        try:
+            previous = client.images.get(cache)
+        except docker.errors.ImageNotFound:
+            previous = None
+        image.tag(cache)
+        client.images.remove(image_name, noprune=True)
+        if previous is not None and previous.id != image.id:
+            # Still tagged or used elsewhere: then it is not ours to remove.
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(previous.id)
+
+
 @pytest.fixture(scope="session")
 def platform(engine: docker.DockerClient) -> Iterator[Platform]:
     started = time.monotonic()
@@ -146,6 +172,7 @@ def platform(engine: docker.DockerClient) -> Iterator[Platform]:
                 log.info("E2E_KEEP_PLATFORM=1: the platform stays up; the next run removes it")
             else:
                 applier.destroy()
+                _keep_build_cache(engine, applier)
                 log.info("platform removed")
 
 

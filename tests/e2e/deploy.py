@@ -256,6 +256,13 @@ class Applier:
             if r.type == type_ and "name" in r.inputs
         ]
 
+    def declared_images(self) -> list[str]:
+        return [
+            str(r.inputs["imageName"])
+            for r in self.evaluation.by_type(IMAGE)
+            if "imageName" in r.inputs
+        ]
+
     def apply(self) -> Deployment:
         """Create everything; like the Pulumi engine, independent resources in parallel."""
         order(self.evaluation)  # fails on a cycle before anything is created

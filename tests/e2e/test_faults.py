@@ -1,0 +1,244 @@
+"""Faults the local platform survives, with nothing lost.
+
+On the deployed session platform (conftest.py): the scheduler crashes in the middle
+of a run, PostgreSQL crashes, a task outgrows its memory limit, the registry
+restarts. Crashes are SIGKILLs of the container's main process from the host, as
+an out-of-memory kill or a segfault would be, so the containers' restart policies
+are what bring them back (`docker kill` would count as a deliberate stop).
+
+Each test leaves the platform healthy for the tests after it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import docker.errors
+import psycopg2
+import pytest
+from harness import Platform, http_status, log
+
+from etlstack import render
+
+pytestmark = pytest.mark.e2e
+
+MEMORY_DAG = "platform_memory_limit"
+MEMORY_TASK = "memory_hog"
+MANIFEST_TYPES = ", ".join(
+    (
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+)
+
+
+def _until(what: str, check: Callable[[], Any], timeout: float, every: float = 2) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while True:
+        try:
+            value, last = check(), None
+        except Exception as error:  # the component may still be coming back
+            value, last = None, error
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s (last error: {last})")
+        time.sleep(every)
+
+
+def _crash(platform: Platform, suffix: str) -> None:
+    """SIGKILL the container's main process and wait for its restart policy to revive it."""
+    container = platform.container(suffix)
+    container.reload()
+    restarts = int(container.attrs["RestartCount"])
+    pid = int(container.attrs["State"]["Pid"])
+    assert pid > 0, f"{container.name} is not running"
+    log.info("crashing %s (SIGKILL to pid %d)", container.name, pid)
+    os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        container.reload()
+        return int(container.attrs["RestartCount"]) > restarts and container.status == "running"
+
+    _until(f"{container.name} restarted by its restart policy", restarted, 120, every=1)
+    platform.wait_all_healthy(timeout=300)
+    # The api-server may have dropped its connections meanwhile; log in again.
+    platform.airflow.token = None
+    _until("Airflow's API answers", lambda: platform.airflow.get("/api/v2/monitor/health"), 120)
+
+
+def _history(platform: Platform) -> dict[tuple[str, str, str], tuple[str, int]]:
+    """Every task instance of every run: (dag, run, task) -> (state, try number)."""
+    answer = platform.airflow.get("/api/v2/dags/~/dagRuns/~/taskInstances?limit=1000")
+    assert answer["total_entries"] <= 1000, "more history than one page"
+    return {
+        (t["dag_id"], t["dag_run_id"], t["task_id"]): (t["state"], int(t["try_number"]))
+        for t in answer["task_instances"]
+    }
+
+
+def _runs(platform: Platform) -> dict[tuple[str, str], str]:
+    answer = platform.airflow.get("/api/v2/dags/~/dagRuns?limit=1000")
+    return {(r["dag_id"], r["dag_run_id"]): r["state"] for r in answer["dag_runs"]}
+
+
+def _task_states(platform: Platform, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
+    return {t["task_id"]: t for t in platform.airflow.task_instances(dag_id, run_id)}
+
+
+def _registry_auth(platform: Platform) -> dict[str, str]:
+    image = platform.evaluation.by_type("docker:index/image:Image")[0]
+    registry = render.reveal(image.inputs["registry"])
+    return {"username": registry["username"], "password": registry["password"]}
+
+
+def _basic(auth: dict[str, str]) -> dict[str, str]:
+    token = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _head(url: str, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, headers=headers, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def _manifest(url: str, headers: dict[str, str]) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers={**headers, "Accept": MANIFEST_TYPES})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_scheduler_crash_mid_run_loses_no_task(platform: Platform, example_dag: str) -> None:
+    started = time.monotonic()
+    run_id = platform.airflow.trigger(example_dag)
+
+    def running_task() -> str | None:
+        states = _task_states(platform, example_dag, run_id)
+        return next((task for task, ti in states.items() if ti["state"] == "running"), None)
+
+    killed_in = _until(f"a running task of {run_id}", running_task, 300, every=0.5)
+    _crash(platform, "airflow-scheduler")
+
+    run = platform.airflow.wait_run(example_dag, run_id, timeout=900)
+    tasks = _task_states(platform, example_dag, run_id)
+    assert run["state"] == "success", {t: ti["state"] for t, ti in tasks.items()}
+    assert {ti["state"] for ti in tasks.values()} == {"success"}
+    # The task the crash interrupted either finished before it mattered or ran again.
+    log.info(
+        "scheduler crashed during %s: it ended on try %d; the run succeeded in %.0fs",
+        killed_in,
+        tasks[killed_in]["try_number"],
+        time.monotonic() - started,
+    )
+
+
+def test_task_over_its_memory_limit_is_killed_said_so_and_retried(
+    platform: Platform, engine: docker.DockerClient
+) -> None:
+    run_id = platform.airflow.trigger(MEMORY_DAG)
+    run = platform.airflow.wait_run(MEMORY_DAG, run_id, timeout=600)
+    assert run["state"] == "failed", f"{MEMORY_DAG} was expected to fail: {run['state']}"
+    hog = _task_states(platform, MEMORY_DAG, run_id)[MEMORY_TASK]
+    assert hog["state"] == "failed"
+    assert hog["try_number"] == 2, "the task was not retried exactly once (retries=1)"
+    for attempt in (1, 2):
+        text = platform.airflow.task_log(MEMORY_DAG, run_id, MEMORY_TASK, attempt)
+        assert "memory hog: holding" in text, f"try {attempt} never ran the hog:\n{text[-2000:]}"
+        assert "not enforced" not in text, f"try {attempt}: the limit was not enforced"
+        assert "killed for exceeding its memory limit" in text, text[-2000:]
+        assert "OOMKilled, exit status 137" in text, text[-2000:]
+    # The engine agrees: both containers were killed by the kernel's OOM killer. They
+    # were kept for inspection (only succeeded tasks are removed); the test removes them.
+    containers = engine.containers.list(
+        all=True, filters={"label": f"org.etlstack.task={MEMORY_TASK}"}
+    )
+    try:
+        assert len(containers) >= 2, [c.name for c in containers]
+        for container in containers:
+            state = container.attrs["State"]
+            assert state["OOMKilled"] and state["ExitCode"] == 137, (container.name, state)
+    finally:
+        for container in containers:
+            container.remove(force=True)
+
+
+def test_postgres_crash_loses_no_history(platform: Platform, example_dag: str) -> None:
+    # A settled history (the example DAG is scheduled @daily, so a run may be in flight).
+    _until(
+        "every run finished",
+        lambda: set(_runs(platform).values()) <= {"success", "failed"},
+        600,
+        every=3,
+    )
+    runs_before, history_before = _runs(platform), _history(platform)
+    assert history_before, "no history to lose: the fault tests ran nothing before"
+
+    _crash(platform, "postgres")
+
+    # Airflow's view: every run and every try of every task, as before the crash.
+    runs_after, history_after = _runs(platform), _history(platform)
+    assert {key: runs_after.get(key) for key in runs_before} == runs_before
+    assert {key: history_after.get(key) for key in history_before} == history_before
+    # And the metadata database's own: a direct query through the published port.
+    env = platform.env("postgres")
+    port = platform.overrides["docker"]["ports"]["postgres"]
+    with (
+        psycopg2.connect(
+            host="127.0.0.1",
+            port=port,
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            dbname="postgres",
+            connect_timeout=10,
+        ) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SELECT datname FROM pg_database WHERE datname = 'warehouse'")
+        assert cur.fetchone(), "the warehouse database is gone"
+    conn.close()
+    # The platform works on: a new run succeeds.
+    run_id = platform.airflow.trigger(example_dag)
+    assert platform.airflow.wait_run(example_dag, run_id)["state"] == "success"
+
+
+def test_registry_restart_keeps_every_pushed_image(
+    platform: Platform, engine: docker.DockerClient
+) -> None:
+    registry = str(platform.outputs["registry"])
+    auth = _registry_auth(platform)
+    artifacts = {k: str(v) for k, v in platform.outputs["artifacts"].items() if k != "dags"}
+    assert artifacts, "the platform pushed no images"
+
+    log.info("restarting the registry")
+    platform.container("registry").restart(timeout=30)
+    _until(
+        "the registry answers",
+        lambda: http_status(f"http://{registry}/v2/", _basic(auth)) == 200,
+        120,
+        every=1,
+    )
+
+    for name, reference in artifacts.items():
+        repository, digest = reference.split("@")
+        path = repository.split("/", 1)[1]
+        manifest = _manifest(f"http://{registry}/v2/{path}/manifests/{digest}", _basic(auth))
+        blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+        for blob in blobs:
+            url = f"http://{registry}/v2/{path}/blobs/{blob}"
+            assert _head(url, _basic(auth)) == 200, f"{name}: blob {blob} is gone"
+        # And a client pulls it, authenticated, by digest.
+        engine.api.pull(reference, auth_config=auth)
+        log.info("%s: manifest and %d blobs still in the registry, pulled", name, len(blobs))
