@@ -4,6 +4,7 @@
 #   tests/e2e/engine.sh start   start dockerd in the background unless one answers already;
 #                               exit non-zero with the reason if it does not come up
 #   tests/e2e/engine.sh stop    stop the dockerd that `start` started (and nothing else)
+#   tests/e2e/engine.sh status  exit 0 if an engine answers on the socket
 #
 # The daemon's log goes to $E2E_ARTIFACTS/dockerd.log, and the pid of a daemon this
 # script started to $E2E_ARTIFACTS/dockerd.pid: `stop` only ever ends that pid, so
@@ -80,8 +81,9 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  status) answers ;;
   *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|stop|status" >&2
     exit 2
     ;;
 esac
