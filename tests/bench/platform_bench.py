@@ -1,0 +1,221 @@
+"""What the platform benchmarks share: benchmark DAGs, timed runs, the raw-Docker baseline.
+
+Benchmark DAGs are generated and copied into the running dag-processor and
+scheduler (as the end-to-end run does with its broken DAG), not shipped in dags/:
+a 50-task fan-out in every user's DAG list would be noise, and the factory call they
+make is exactly the one a pipeline DAG makes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from harness import AirflowAPI, Platform, log
+
+DAGS_FOLDER = "/opt/airflow/dags"
+POOL = "pipeline_tasks"
+# The platform smoke test's one task: starts, checks its confinement, reaches the warehouse.
+PIPELINE = "platform-smoke"
+TASK = "check"
+# Where DAG files are parsed (dag-processor) and where tasks parse them again (scheduler).
+PARSERS = ("airflow-dag-processor", "airflow-scheduler")
+
+
+def dag_source(dag_id: str, tasks: int) -> str:
+    return f'''"""Benchmark DAG: {tasks} independent runs of {PIPELINE}'s {TASK} task."""
+
+from datetime import UTC, datetime
+
+from airflow.sdk import DAG
+
+from pipeline_factory import pipeline_task
+
+with DAG(
+    dag_id={dag_id!r},
+    schedule=None,
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    catchup=False,
+    tags=["benchmark"],
+):
+    for index in range({tasks}):
+        pipeline_task({PIPELINE!r}, {TASK!r}, task_id=f"{TASK}_{{index:02d}}")
+'''
+
+
+def put_file(container: Any, directory: str, name: str, text: str) -> None:
+    data = text.encode()
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = int(time.time())
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        archive.addfile(info, io.BytesIO(data))
+    assert container.put_archive(directory, buffer.getvalue())
+
+
+def deliver(platform: Platform, name: str, text: str) -> float:
+    """Copy a DAG file into the parsing containers; returns when it landed (monotonic)."""
+    for suffix in PARSERS:
+        put_file(platform.container(suffix), DAGS_FOLDER, name, text)
+    return time.monotonic()
+
+
+def until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except Exception:  # e.g. 404 until the DAG exists
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(every)
+
+
+def task_ids(airflow: AirflowAPI, dag_id: str) -> set[str]:
+    return {t["task_id"] for t in airflow.get(f"/api/v2/dags/{dag_id}/tasks")["tasks"]}
+
+
+def wait_for_dag(airflow: AirflowAPI, dag_id: str, tasks: set[str], timeout: float) -> float:
+    """Wait until the API shows `dag_id` with exactly `tasks`; returns when (monotonic)."""
+    until(f"{dag_id} with {len(tasks)} tasks", lambda: task_ids(airflow, dag_id) == tasks, timeout)
+    return time.monotonic()
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass
+class TimedRun:
+    """One triggered run, timed by the client (trigger to success observed)."""
+
+    run_id: str
+    seconds: float
+    run: dict[str, Any]
+    tasks: list[dict[str, Any]]
+
+    def span(self, start: str, end: str) -> float:
+        """Seconds between two timestamps Airflow recorded (first task start, last end)."""
+        starts = [_time(t.get(start)) for t in self.tasks]
+        ends = [_time(t.get(end)) for t in self.tasks]
+        first = min(s for s in starts if s)
+        last = max(e for e in ends if e)
+        return (last - first).total_seconds()
+
+
+def timed_run(airflow: AirflowAPI, dag_id: str, timeout: float = 900) -> TimedRun:
+    airflow.patch(f"/api/v2/dags/{dag_id}", {"is_paused": False})
+    started = time.monotonic()
+    run_id = str(
+        airflow.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None})["dag_run_id"]
+    )
+
+    def finished() -> dict[str, Any] | None:
+        run = airflow.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        return dict(run) if run["state"] in ("success", "failed") else None
+
+    run = until(f"{dag_id} run {run_id} finished", finished, timeout)
+    seconds = time.monotonic() - started
+    tasks = airflow.task_instances(dag_id, run_id)
+    states = {t["task_id"]: t["state"] for t in tasks}
+    assert run["state"] == "success" and set(states.values()) == {"success"}, (run_id, states)
+    log.info("%s run %s succeeded in %.1fs", dag_id, run_id, seconds)
+    return TimedRun(run_id, seconds, run, tasks)
+
+
+@dataclass(frozen=True)
+class RawTask:
+    """The same task as the platform launches it, for `docker run` by hand."""
+
+    image: str
+    network: str
+    memory: str
+    cpus: str
+    warehouse_url: str
+
+    def argv(self, name: str) -> list[str]:
+        return [
+            "docker",
+            "run",
+            "--rm",
+            "--name",
+            name,
+            "--network",
+            self.network,
+            "--user",
+            "10001:10001",
+            "--memory",
+            self.memory,
+            "--cpus",
+            self.cpus,
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--env",
+            "WAREHOUSE_URL",
+            self.image,
+            f"run_{TASK}.sh",
+        ]
+
+    def run(self, name: str) -> float:
+        """Run it to completion; the seconds it took. WAREHOUSE_URL never reaches argv."""
+        started = time.monotonic()
+        result = subprocess.run(
+            self.argv(name),
+            env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+            | {"WAREHOUSE_URL": self.warehouse_url},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        seconds = time.monotonic() - started
+        assert result.returncode == 0, f"docker run {name}: {result.stderr[-1000:]}"
+        assert "platform smoke test passed" in result.stdout, result.stdout[-1000:]
+        return seconds
+
+
+def raw_task(platform: Platform) -> RawTask:
+    """The task container's settings, from the scheduler's own runtime settings."""
+    env = platform.env("airflow-scheduler")
+    runtime = json.loads(env["ETLSTACK_RUNTIME"])
+    memory = str(runtime["taskResources"]["memory"])
+    units = {"Ki": "k", "Mi": "m", "Gi": "g"}
+    for suffix, docker_suffix in units.items():
+        if memory.endswith(suffix):
+            memory = memory.removesuffix(suffix) + docker_suffix
+    cpu = str(runtime["taskResources"]["cpu"])
+    cpus = str(int(cpu.removesuffix("m")) / 1000) if cpu.endswith("m") else cpu
+    return RawTask(
+        image=str(runtime["pipelineImages"][PIPELINE]),
+        network=str(runtime["docker"]["network"]),
+        memory=memory,
+        cpus=cpus,
+        warehouse_url=env["AIRFLOW_CONN_WAREHOUSE"],
+    )
+
+
+def dockerd_log() -> Path:
+    from harness import ARTIFACTS
+
+    return ARTIFACTS / "dockerd.log"
+
+
+def elapsed(start: str | None, end: str | None) -> float:
+    """Seconds between two timestamps Airflow recorded."""
+    first, last = _time(start), _time(end)
+    assert first and last, (start, end)
+    return (last - first).total_seconds()

@@ -1,0 +1,82 @@
+"""What the platform costs when nothing runs: CPU of each component and load on the
+metadata database, over one idle minute. This is the price of the scheduler's and
+dag-processor's polling intervals (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg2
+import pytest
+
+from tests.bench import report
+
+WINDOW = 60
+COMPONENTS = (
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-api-server",
+    "airflow-triggerer",
+    "postgres",
+)
+TRANSACTIONS = (
+    "SELECT xact_commit + xact_rollback, tup_returned + tup_fetched "
+    "FROM pg_stat_database WHERE datname = 'airflow'"
+)
+
+
+def _cpu_ns(container: Any) -> int:
+    return int(container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"])
+
+
+def _database(platform: Any) -> tuple[int, int]:
+    env = platform.env("postgres")
+    with (
+        psycopg2.connect(
+            host="127.0.0.1",
+            port=platform.overrides["docker"]["ports"]["postgres"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"],
+            dbname="postgres",
+            connect_timeout=10,
+        ) as conn,
+        conn.cursor() as cur,
+    ):
+        cur.execute("SELECT pg_stat_clear_snapshot()")
+        cur.execute(TRANSACTIONS)
+        transactions, rows = cur.fetchone()
+    conn.close()
+    return int(transactions), int(rows)
+
+
+@pytest.mark.bench
+def test_idle_cost(platform: Any) -> None:
+    running = platform.airflow.get("/api/v2/dags/~/dagRuns?state=running&state=queued")
+    assert running["total_entries"] == 0, "the platform is not idle"
+    containers = {suffix: platform.container(suffix) for suffix in COMPONENTS}
+    cpu_before = {suffix: _cpu_ns(c) for suffix, c in containers.items()}
+    db_before = _database(platform)
+    started = time.monotonic()
+    time.sleep(WINDOW)
+    cpu_after = {suffix: _cpu_ns(c) for suffix, c in containers.items()}
+    db_after = _database(platform)
+    minutes = (time.monotonic() - started) / 60
+
+    figures: dict[str, Any] = {
+        f"{suffix}: CPU s per idle minute": (cpu_after[suffix] - cpu_before[suffix]) / 1e9 / minutes
+        for suffix in COMPONENTS
+    }
+    figures["metadata database: transactions per idle minute"] = (
+        db_after[0] - db_before[0]
+    ) / minutes
+    figures["metadata database: rows read per idle minute"] = (db_after[1] - db_before[1]) / minutes
+    report.record(
+        "idle_cost",
+        "Idle cost of the platform (nothing running)",
+        figures,
+        notes=f"Over {WINDOW} s with no run in flight, from the containers' CPU accounting "
+        "and PostgreSQL's pg_stat_database for the `airflow` database (the database's "
+        "figure includes the measurement's own two queries).",
+    )
