@@ -89,9 +89,11 @@ class PipelineDockerOperator(ConfinedDockerOperator):
             # was the memory limit, so the log names the fix. A failed container is kept.
             container = getattr(self, "container", None)
             if container and self.cli.inspect_container(container["Id"])["State"].get("OOMKilled"):
+                limit = self.mem_limit
+                shown = limit if isinstance(limit, str) else f"{int(limit or 0) >> 20} MiB"
                 raise DockerContainerFailedException(
-                    f"the task container was killed for exceeding its memory limit of "
-                    f"{self.mem_limit} bytes (OOMKilled, exit status 137); lower the task's "
+                    f"the task container was killed for exceeding its memory limit of {shown} "
+                    "(OOMKilled, exit status 137); lower the task's "
                     "memory use or raise airflow.taskResources.memory",
                     logs=failure.logs,
                 ) from failure
