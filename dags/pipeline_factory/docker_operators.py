@@ -45,6 +45,22 @@ class _ConfinedClient:
     def create_host_config(self, **kwargs: Any) -> Any:
         return self._client.create_host_config(**{**kwargs, **self._confinement})
 
+    def wait(self, container: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self._client.wait(container, *args, **kwargs)
+        if result.get("StatusCode"):
+            # DockerOperator reports only the exit status (137 is any SIGKILL) and then
+            # removes the container, failed or not: say now, while it exists, when it
+            # was the memory limit, so the task log names the fix.
+            info = self._client.inspect_container(container)
+            if info["State"].get("OOMKilled"):
+                limit = int(info["HostConfig"].get("Memory") or 0) >> 20
+                raise DockerContainerFailedException(
+                    f"the task container was killed for exceeding its memory limit of {limit} "
+                    "MiB (OOMKilled, exit status 137); lower the task's memory use or raise "
+                    "airflow.taskResources.memory"
+                )
+        return result
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
@@ -82,22 +98,7 @@ class PipelineDockerOperator(ConfinedDockerOperator):
             **self._private_environment,
             "WAREHOUSE_URL": warehouse_url(self.warehouse_conn_id),
         }
-        try:
-            return super().execute(context)
-        except DockerContainerFailedException as failure:
-            # DockerOperator reports only the exit status (137, any SIGKILL); say when it
-            # was the memory limit, so the log names the fix. A failed container is kept.
-            container = getattr(self, "container", None)
-            if container and self.cli.inspect_container(container["Id"])["State"].get("OOMKilled"):
-                limit = self.mem_limit
-                shown = limit if isinstance(limit, str) else f"{int(limit or 0) >> 20} MiB"
-                raise DockerContainerFailedException(
-                    f"the task container was killed for exceeding its memory limit of {shown} "
-                    "(OOMKilled, exit status 137); lower the task's "
-                    "memory use or raise airflow.taskResources.memory",
-                    logs=failure.logs,
-                ) from failure
-            raise
+        return super().execute(context)
 
 
 class RefusedDockerOperator(ExpectRefusal, ConfinedDockerOperator):

@@ -1,45 +1,43 @@
-"""A task killed by its memory limit says so in its log; other failures stay as they were."""
+"""A task container killed by its memory limit is named as such; other failures are not.
+
+DockerOperator reports only the exit status (137 is any SIGKILL) and removes the
+container either way, so the factory's client says why when the container exits.
+"""
 
 from __future__ import annotations
 
-from typing import Any
 from unittest import mock
 
 import pytest
 from airflow.providers.docker.exceptions import DockerContainerFailedException
-from airflow.providers.docker.operators.docker import DockerOperator
 
-from pipeline_factory import pipeline_task
-from pipeline_factory.runtime import memory_bytes, parse
-from tests.unit.dag_helpers import stack_runtime
+from pipeline_factory.docker_operators import _ConfinedClient
+
+LIMIT = 512 * 1024 * 1024
 
 
-@pytest.mark.parametrize("oom_killed", [True, False])
-def test_a_container_killed_by_its_memory_limit_is_named_as_such(
-    oom_killed: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", "postgresql://w:pw@postgres:5432/warehouse")
-    settings = parse(stack_runtime("local"))
-    task = pipeline_task("platform-smoke", "memory_hog", runtime=settings)
+def _engine(status: int, oom_killed: bool) -> mock.Mock:
     engine = mock.Mock()
-    engine.inspect_container.return_value = {"State": {"OOMKilled": oom_killed}}
+    engine.wait.return_value = {"Error": None, "StatusCode": status}
+    engine.inspect_container.return_value = {
+        "State": {"OOMKilled": oom_killed, "ExitCode": status},
+        "HostConfig": {"Memory": LIMIT},
+    }
+    return engine
 
-    def killed(operator: Any, context: Any) -> None:
-        operator.container = {"Id": "c0ffee"}
-        raise DockerContainerFailedException("Docker container failed: {'StatusCode': 137}", ["x"])
 
-    with (
-        mock.patch.object(DockerOperator, "execute", killed),
-        mock.patch.object(type(task), "cli", engine),
-        pytest.raises(DockerContainerFailedException) as failure,
-    ):
-        task.execute(context={})
+def test_a_container_killed_by_its_memory_limit_is_named_as_such() -> None:
+    client = _ConfinedClient(_engine(137, oom_killed=True), nano_cpus=10**9)
+    with pytest.raises(DockerContainerFailedException) as failure:
+        client.wait("c0ffee")
     message = str(failure.value)
-    if oom_killed:
-        assert f"memory limit of {memory_bytes(settings.memory) >> 20} MiB" in message
-        assert "OOMKilled, exit status 137" in message
-        assert "airflow.taskResources.memory" in message
-        engine.inspect_container.assert_called_once_with("c0ffee")
-    else:
-        assert message == "Docker container failed: {'StatusCode': 137}"
-    assert failure.value.logs == ["x"]
+    assert "killed for exceeding its memory limit of 512 MiB" in message
+    assert "OOMKilled, exit status 137" in message
+    assert "airflow.taskResources.memory" in message
+
+
+@pytest.mark.parametrize(("status", "inspected"), [(0, False), (1, True), (137, True)])
+def test_other_exits_are_left_to_dockeroperator(status: int, inspected: bool) -> None:
+    engine = _engine(status, oom_killed=False)
+    assert _ConfinedClient(engine, nano_cpus=10**9).wait("c0ffee")["StatusCode"] == status
+    assert engine.inspect_container.called is inspected
