@@ -27,6 +27,36 @@ TRANSACTIONS = (
 )
 
 
+PARSE_CPU = """
+import sys, time
+from airflow.dag_processing.dagbag import DagBag
+started = time.process_time()
+bag = DagBag(sys.argv[1], include_examples=False)
+assert not bag.import_errors, bag.import_errors
+print(time.process_time() - started)
+"""
+AIRFLOW_DEFAULT_REPARSE_SECONDS = 30
+
+
+def _parse_cpu_seconds(platform: Any) -> float:
+    """CPU to parse each shipped DAG file once, each in a fresh process as the processor does."""
+    processor = platform.container("airflow-dag-processor")
+    listing = processor.exec_run(["sh", "-c", "ls /opt/airflow/dags/*.py"])
+    files = [
+        f
+        for f in bytes(listing.output).decode().split()
+        if not f.rsplit("/", 1)[-1].startswith("bench_")
+    ]
+    assert files, "no DAG files in the dag-processor"
+    total = 0.0
+    for path in files:
+        result = processor.exec_run(["python3", "-c", PARSE_CPU, path])
+        output = bytes(result.output).decode(errors="replace")
+        assert result.exit_code == 0, output[-2000:]
+        total += float(output.strip().splitlines()[-1])
+    return total
+
+
 def _cpu_ns(container: Any) -> int:
     return int(container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"])
 
@@ -72,11 +102,25 @@ def test_idle_cost(platform: Any) -> None:
         db_after[0] - db_before[0]
     ) / minutes
     figures["metadata database: rows read per idle minute"] = (db_after[1] - db_before[1]) / minutes
+    parse = _parse_cpu_seconds(platform)
+    reparse = int(
+        platform.env("airflow-dag-processor")["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"]
+    )
+    figures["CPU s to parse every shipped DAG file once (each in its own process)"] = parse
+    figures[
+        f"re-parsing unchanged files, CPU s per minute at Airflow's default "
+        f"({AIRFLOW_DEFAULT_REPARSE_SECONDS} s)"
+    ] = parse * 60 / AIRFLOW_DEFAULT_REPARSE_SECONDS
+    figures[f"re-parsing unchanged files, CPU s per minute at the platform's {reparse} s"] = (
+        parse * 60 / reparse
+    )
     report.record(
         "idle_cost",
         "Idle cost of the platform (nothing running)",
         figures,
         notes=f"Over {WINDOW} s with no run in flight, from the containers' CPU accounting "
         "and PostgreSQL's pg_stat_database for the `airflow` database (the database's "
-        "figure includes the measurement's own two queries).",
+        "figure includes the measurement's own two queries). The re-parse rates are the "
+        "measured cost of one parse of each file times how often the dag-processor "
+        "re-parses unchanged files (min_file_process_interval).",
     )
