@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import tarfile
 import time
@@ -176,8 +177,7 @@ class RawTask:
         started = time.monotonic()
         result = subprocess.run(
             self.argv(name),
-            env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-            | {"WAREHOUSE_URL": self.warehouse_url},
+            env={**os.environ, "WAREHOUSE_URL": self.warehouse_url},
             capture_output=True,
             text=True,
             check=False,
