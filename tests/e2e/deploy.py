@@ -20,12 +20,13 @@ import logging
 import re
 import tarfile
 import time
+import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import docker
 import docker.errors
@@ -46,6 +47,10 @@ STATE_ONLY = ("random:", "pulumi:providers:")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9}
 _DURATION_UNITS["h"] = 3600 * 10**9
+
+
+class DeployError(Exception):
+    """Creating a resource failed; the message is free of secrets."""
 
 
 class UnsupportedInput(Exception):
@@ -130,7 +135,8 @@ class Deployment:
     networks: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # image name -> repo@digest
-    outputs: dict[str, Any] = field(default_factory=dict)
+    # Revealed secrets (the admin password): never in a repr.
+    outputs: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _needs(evaluation: render.Evaluation) -> tuple[list[render.Resource], dict[str, set[str]]]:
@@ -282,12 +288,26 @@ class Applier:
                     if error is not None:
                         # Let what already runs finish, then stop: no half-created objects.
                         wait(running)
-                        raise error
+                        self._fail(resource, error)
                     done.add(resource.urn)
         self.deployment.outputs = _replace(
             render.reveal(self.evaluation.outputs), self.substitutions
         )
         return self.deployment
+
+    def _fail(self, resource: render.Resource, error: BaseException) -> NoReturn:
+        """Stop with a message and a traceback that hold no secret.
+
+        The original exception is not chained: a test report prints the arguments of
+        every frame, and the Docker SDK's frames hold the revealed environment.
+        """
+        trace = self.redact("".join(traceback.format_exception(error)))
+        log.error("creating %s failed:\n%s", resource.name, trace)
+        if isinstance(error, UnsupportedInput):
+            raise UnsupportedInput(self.redact(str(error))) from None
+        raise DeployError(
+            self.redact(f"creating {resource.type} {resource.name} failed: {error}")
+        ) from None
 
     def _create(self, resource: render.Resource) -> None:
         inputs = _replace(render.reveal(resource.inputs), self.substitutions)
