@@ -19,9 +19,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 RESULTS = PROJECT_ROOT / ".bench" / "results.json"
 MARKDOWN = PROJECT_ROOT / "BENCHMARKS.md"
 PLOT = PROJECT_ROOT / "docs" / "benchmarks.png"
-# Figures of a run before the platform's Airflow settings were tuned (the same
-# benchmarks, kept as they were measured), shown next to the current ones.
-BEFORE_TUNING = PROJECT_ROOT / "docs" / "benchmarks-before-tuning.json"
 
 
 def median(samples: list[float]) -> float:
@@ -115,21 +112,14 @@ def write_markdown() -> None:
         *(f"| {key} | {value} |" for key, value in machine().items()),
         "",
     ]
-    before = json.loads(BEFORE_TUNING.read_text()) if BEFORE_TUNING.exists() else {}
     for name in sorted(results):
         entry = results[name]
-        lines += [f"## {entry['title']}", ""]
-        earlier = before.get(name, {}).get("figures")
-        figures = {key: value for key, value in entry["figures"].items() if key != "plot"}
-        if earlier:
-            lines += ["| figure | value | before tuning |", "|---|---|---|"]
-            lines += [
-                f"| {key} | {_format(value)} | {_format(earlier.get(key, ''))} |"
-                for key, value in figures.items()
-            ]
-        else:
-            lines += ["| figure | value |", "|---|---|"]
-            lines += [f"| {key} | {_format(value)} |" for key, value in figures.items()]
+        lines += [f"## {entry['title']}", "", "| figure | value |", "|---|---|"]
+        lines += [
+            f"| {key} | {_format(value)} |"
+            for key, value in entry["figures"].items()
+            if key != "plot"
+        ]
         if entry["notes"]:
             lines += ["", entry["notes"]]
         lines.append("")
