@@ -8,6 +8,7 @@ promotion copies.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,8 +67,10 @@ class PlatformImages(pulumi.ComponentResource):
                 args,
                 repository=f"{REPOSITORY_PREFIX}/airflow",
                 tag=args.catalog.airflow_image_tag,
-                context=".",
-                dockerfile="airflow_image/Dockerfile",
+                context=_from_working_directory(args.config.project_root),
+                dockerfile=_from_working_directory(
+                    args.config.project_root / "airflow_image" / "Dockerfile"
+                ),
                 build_args={**build_args, "DAGS_VERSION": self.dags_version},
             )
             self.pipelines = {
@@ -76,8 +79,9 @@ class PlatformImages(pulumi.ComponentResource):
                     args,
                     repository=f"{REPOSITORY_PREFIX}/pipelines/{pipeline.name}",
                     tag=pipeline.image_tag,
-                    context=f"pipelines/{pipeline.name}",
-                    dockerfile=f"pipelines/{pipeline.name}/Dockerfile",
+                    # The pipeline's own Dockerfile, at its folder's root (the default).
+                    context=_from_working_directory(pipeline.directory),
+                    dockerfile=None,
                     build_args=build_args,
                 )
                 for pipeline in args.catalog.pipelines
@@ -92,7 +96,7 @@ class PlatformImages(pulumi.ComponentResource):
         repository: str,
         tag: str,
         context: str,
-        dockerfile: str,
+        dockerfile: str | None,
         build_args: dict[str, str],
     ) -> pulumi.Output[str]:
         image_name = pulumi.Output.concat(args.registry.server, "/", repository, ":", tag)
@@ -100,8 +104,8 @@ class PlatformImages(pulumi.ComponentResource):
             f"{name}-image",
             image_name=image_name,
             build=docker.DockerBuildArgs(
-                # Paths relative to the project root (where `pulumi up` runs), so the
-                # same commit builds with the same inputs on every machine.
+                # Relative paths: the same commit builds with the same inputs on every
+                # machine, whatever folder it is checked out in.
                 context=context,
                 dockerfile=dockerfile,
                 # The classic builder: it needs nothing but the Docker Engine.
@@ -126,6 +130,12 @@ class PlatformImages(pulumi.ComponentResource):
         return pulumi.Output.all(
             airflow=self.airflow, dags=pulumi.Output.from_input(self.dags_version), **self.pipelines
         ).apply(lambda refs: dict(sorted(refs.items())))
+
+
+def _from_working_directory(path: Path) -> str:
+    """`path` relative to the working directory, which the provider shares with the
+    program (with `main: infra/` that is infra/, not the project root)."""
+    return os.path.relpath(path)
 
 
 def _build_args(config: StackConfig) -> dict[str, str]:

@@ -410,8 +410,12 @@ class Applier:
                 f"Image {resource.name}: builderVersion {build['builderVersion']!r}; only the "
                 "classic builder (BuilderV1) exists on this engine"
             )
-        context = (self.project_root / build.get("context", ".")).resolve()
-        dockerfile = (self.project_root / build.get("dockerfile", "Dockerfile")).resolve()
+        context = (Path.cwd() / build.get("context", ".")).resolve()
+        # As the provider reads them: paths relative to the working directory (which
+        # the program shares with it), and without a Dockerfile path, the context's own.
+        dockerfile = (
+            Path.cwd() / build["dockerfile"] if build.get("dockerfile") else context / "Dockerfile"
+        ).resolve()
         if not dockerfile.is_relative_to(context):
             raise UnsupportedInput(f"Image {resource.name}: {dockerfile} is outside {context}")
         cache_from = (build.get("cacheFrom") or {}).get("images")

@@ -104,3 +104,29 @@ def test_no_resource_is_declared_twice(stack: str) -> None:
     evaluation = render.evaluate(stack, PROJECT_ROOT, overrides=stack_overrides(stack))
     names = [(r.type, r.name) for r in evaluation.resources]
     assert len(names) == len(set(names))
+
+
+def test_image_builds_resolve_from_the_programs_working_directory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `main: infra/` runs the program (and the providers) in infra/; paths stay
+    # relative, so state does not change with the folder a checkout lives in.
+    program_directory = PROJECT_ROOT / "infra"
+    monkeypatch.chdir(program_directory)
+
+    evaluation = render.evaluate("local", PROJECT_ROOT, overrides=stack_overrides("local"))
+
+    images = evaluation.by_type("docker:index/image:Image")
+    assert len(images) == 1 + len(list((PROJECT_ROOT / "pipelines").glob("*/Dockerfile")))
+    for image in images:
+        build = image.inputs["build"]
+        assert not Path(build["context"]).is_absolute()
+        context = (program_directory / build["context"]).resolve()
+        dockerfile = (
+            (program_directory / build["dockerfile"]).resolve()
+            if build.get("dockerfile")
+            else context / "Dockerfile"
+        )
+        assert dockerfile.is_file(), image.name
+        assert dockerfile.is_relative_to(context)
+        assert context.is_relative_to(PROJECT_ROOT)
