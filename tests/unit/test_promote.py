@@ -194,3 +194,42 @@ def test_without_the_pulumi_cli_it_says_to_pass_an_outputs_file(
 
     assert main(["promote", "dev", "prod"]) == 2
     assert "pass --outputs FILE" in capsys.readouterr().err
+
+
+def test_prod_deploys_exactly_the_promoted_references(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etlstack import render
+
+    release = outputs_for("r7")
+    promote(project, write_outputs(project, release), monkeypatch=monkeypatch)
+
+    evaluation = render.evaluate("prod", project)
+
+    promoted = release["artifacts"]
+    # Nothing is built: prod runs what dev ran.
+    assert evaluation.by_type("docker:index/image:Image") == []
+    assert evaluation.outputs["artifacts"] == promoted
+    third_party = {evaluation.config.settings.images.postgres}
+    images, runtimes = set(), []
+    for resource in evaluation.resources:
+        if not resource.type.startswith("kubernetes:") or "spec" not in resource.inputs:
+            continue
+        manifest = render.kubernetes_manifest(resource, evaluation)
+        template = manifest["spec"].get("template")
+        if template is None:
+            continue
+        spec = template["spec"]
+        for container in [*spec.get("initContainers", []), *spec.get("containers", [])]:
+            images.add(container["image"])
+    for resource in evaluation.resources:
+        data = resource.inputs.get("data") if resource.inputs.get("kind") == "ConfigMap" else None
+        if data and "ETLSTACK_RUNTIME" in data:
+            runtimes.append(json.loads(data["ETLSTACK_RUNTIME"]))
+    assert images, "prod declares workloads"
+    assert images <= {promoted["airflow"]} | third_party
+    assert promoted["airflow"] in images
+    (runtime,) = runtimes
+    assert runtime["pipelineImages"] == {
+        name: ref for name, ref in promoted.items() if name not in ("airflow", "dags")
+    }
