@@ -26,7 +26,6 @@ API_SERVER_PORT = 8080
 SCHEDULER_HEALTH_PORT = 8974
 ORPHANED_TASKS_CHECK_SECONDS = 60
 DAG_FOLDER_SCAN_SECONDS = 30
-DAG_REPARSE_SECONDS = 300
 
 
 class AirflowSecrets(pulumi.ComponentResource):
@@ -120,9 +119,6 @@ def airflow_environment(
         # DAGs are baked into the image, so new files appear in a running container only
         # when copied in by hand; a scan of the folder every 30 s is a directory listing.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_FOLDER_SCAN_SECONDS),
-        # A changed file is re-parsed as soon as the processor sees it is newer than its
-        # last parse; re-parsing unchanged files every 30 s (the default) only burns CPU.
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(DAG_REPARSE_SECONDS),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(SCHEDULER_HEALTH_PORT),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # Read by the DAG factory (dags/pipeline_factory): how tasks are launched here

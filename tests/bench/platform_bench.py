@@ -57,9 +57,10 @@ def put_file(container: Any, directory: str, name: str, text: str) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
     info.mode = 0o644
-    info.mtime = int(time.time())
+    # Sub-second (PAX): the dag-processor compares it with when it last parsed the file.
+    info.mtime = time.time()
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
         archive.addfile(info, io.BytesIO(data))
     assert container.put_archive(directory, buffer.getvalue())
 
