@@ -22,7 +22,7 @@ PARSE = """
 import time
 from airflow.dag_processing.dagbag import DagBag
 started = time.perf_counter()
-bag = DagBag({path!r}, include_examples=False)
+bag = DagBag({path!r})
 assert not bag.import_errors, bag.import_errors
 print(time.perf_counter() - started)
 """

@@ -31,7 +31,7 @@ PARSE_CPU = """
 import sys, time
 from airflow.dag_processing.dagbag import DagBag
 started = time.process_time()
-bag = DagBag(sys.argv[1], include_examples=False)
+bag = DagBag(sys.argv[1])
 assert not bag.import_errors, bag.import_errors
 print(time.process_time() - started)
 """
