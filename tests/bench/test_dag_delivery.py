@@ -19,7 +19,8 @@ from tests.bench import report
 DAG_ID = "bench_delivery"
 CHANGES = 3
 PARSE = """
-import time
+import sys, time
+sys.path.insert(0, {folder!r})  # as Airflow does for the DAGs folder
 from airflow.dag_processing.dagbag import DagBag
 started = time.perf_counter()
 bag = DagBag({path!r})
@@ -30,7 +31,7 @@ print(time.perf_counter() - started)
 
 def _parse_seconds(platform: Any, path: str) -> float:
     result = platform.container("airflow-dag-processor").exec_run(
-        ["python3", "-c", PARSE.format(path=path)]
+        ["python3", "-c", PARSE.format(path=path, folder=bench.DAGS_FOLDER)]
     )
     output = bytes(result.output).decode(errors="replace")
     assert result.exit_code == 0, output[-2000:]

@@ -29,6 +29,7 @@ TRANSACTIONS = (
 
 PARSE_CPU = """
 import sys, time
+sys.path.insert(0, "/opt/airflow/dags")  # as Airflow does for the DAGs folder
 from airflow.dag_processing.dagbag import DagBag
 started = time.process_time()
 bag = DagBag(sys.argv[1])
