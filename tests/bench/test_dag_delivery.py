@@ -79,7 +79,8 @@ def test_dag_delivery(platform: Any) -> None:
             "dag_processor.min_file_process_interval (re-parse unchanged files), s": min_interval,
         },
         notes="A new file waits for the dag-processor's next scan of the DAGs folder "
-        "(refresh_interval); a changed file is re-parsed as soon as the processor sees its "
-        "modification time is newer than its last parse, whatever min_file_process_interval "
-        "says. The parse baseline excludes importing Airflow, which the processor has done.",
+        "(refresh_interval, so anywhere from 0 to 30 s); a changed file waits for the next "
+        "re-parse of that file (min_file_process_interval), so a change shows up about one "
+        "interval after it lands. The parse baseline excludes importing Airflow, which the "
+        "processor has done.",
     )
