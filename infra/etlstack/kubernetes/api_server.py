@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from etlstack.airflow_settings import API_SERVER_PORT
 from etlstack.config import StackConfig
 from etlstack.kubernetes.airflow import AirflowPod, AirflowWorkload, WorkloadSpec
-from etlstack.kubernetes.common import child, labels, metadata
+from etlstack.kubernetes.common import child, labels, metadata, single_host_ingress_spec
 
 COMPONENT = "api-server"
 SERVICE = "airflow-api-server"
@@ -83,38 +83,12 @@ class ApiServer(AirflowWorkload):
             k8s.networking.v1.Ingress(
                 SERVICE,
                 metadata=metadata(SERVICE, pod.namespace, object_labels),
-                spec=k8s.networking.v1.IngressSpecArgs(
-                    ingress_class_name=ingress.class_name,
-                    tls=(
-                        [
-                            k8s.networking.v1.IngressTLSArgs(
-                                hosts=[ingress.host], secret_name=ingress.tls_secret_name
-                            )
-                        ]
-                        if ingress.tls_secret_name
-                        else None
-                    ),
-                    rules=[
-                        k8s.networking.v1.IngressRuleArgs(
-                            host=ingress.host,
-                            http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                                paths=[
-                                    k8s.networking.v1.HTTPIngressPathArgs(
-                                        path="/",
-                                        path_type="Prefix",
-                                        backend=k8s.networking.v1.IngressBackendArgs(
-                                            service=k8s.networking.v1.IngressServiceBackendArgs(
-                                                name=SERVICE,
-                                                port=k8s.networking.v1.ServiceBackendPortArgs(
-                                                    name="http"
-                                                ),
-                                            )
-                                        ),
-                                    )
-                                ]
-                            ),
-                        )
-                    ],
+                spec=single_host_ingress_spec(
+                    host=ingress.host,
+                    service=SERVICE,
+                    port=k8s.networking.v1.ServiceBackendPortArgs(name="http"),
+                    class_name=ingress.class_name,
+                    tls_secret_name=ingress.tls_secret_name,
                 ),
                 opts=child(self, depends_on=[service]),
             )

@@ -92,6 +92,46 @@ def scratch_volumes(
     return volumes, volume_mounts
 
 
+def single_host_ingress_spec(
+    *,
+    host: str,
+    service: str,
+    port: k8s.networking.v1.ServiceBackendPortArgs,
+    class_name: str | None,
+    tls_secret_name: str | None,
+    always_tls: bool = False,
+) -> k8s.networking.v1.IngressSpecArgs:
+    """Every path of `host` to one Service port; TLS with the named certificate, or
+    with the controller's default one when `always_tls` and none is named."""
+    tls = (
+        [k8s.networking.v1.IngressTLSArgs(hosts=[host], secret_name=tls_secret_name)]
+        if tls_secret_name or always_tls
+        else None
+    )
+    return k8s.networking.v1.IngressSpecArgs(
+        ingress_class_name=class_name,
+        tls=tls,
+        rules=[
+            k8s.networking.v1.IngressRuleArgs(
+                host=host,
+                http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                    paths=[
+                        k8s.networking.v1.HTTPIngressPathArgs(
+                            path="/",
+                            path_type="Prefix",
+                            backend=k8s.networking.v1.IngressBackendArgs(
+                                service=k8s.networking.v1.IngressServiceBackendArgs(
+                                    name=service, port=port
+                                )
+                            ),
+                        )
+                    ]
+                ),
+            )
+        ],
+    )
+
+
 def service_dns(name: str, namespace: str) -> str:
     # `<service>.<namespace>.svc` resolves in every namespace through the cluster's
     # search path, without assuming the cluster domain is cluster.local.

@@ -26,6 +26,7 @@ from etlstack.kubernetes.common import (
     pod_security,
     resources,
     scratch_volumes,
+    single_host_ingress_spec,
 )
 
 NAME = "registry"
@@ -218,34 +219,15 @@ class Registry(pulumi.ComponentResource):
                 # Image layers are large: no body size limit on ingress-nginx (ignored elsewhere).
                 annotations={"nginx.ingress.kubernetes.io/proxy-body-size": "0"},
             ),
-            spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name=ingress_settings.class_name,
-                tls=[
-                    k8s.networking.v1.IngressTLSArgs(
-                        hosts=[settings.host], secret_name=settings.tls_secret_name
-                    )
-                ],
-                rules=[
-                    k8s.networking.v1.IngressRuleArgs(
-                        host=settings.host,
-                        http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                            paths=[
-                                k8s.networking.v1.HTTPIngressPathArgs(
-                                    path="/",
-                                    path_type="Prefix",
-                                    backend=k8s.networking.v1.IngressBackendArgs(
-                                        service=k8s.networking.v1.IngressServiceBackendArgs(
-                                            name=NAME,
-                                            port=k8s.networking.v1.ServiceBackendPortArgs(
-                                                number=REGISTRY_PORT
-                                            ),
-                                        )
-                                    ),
-                                )
-                            ]
-                        ),
-                    )
-                ],
+            # Always TLS: kubelets pull over HTTPS (the controller's default
+            # certificate unless registry.tlsSecretName names one).
+            spec=single_host_ingress_spec(
+                host=settings.host,
+                service=NAME,
+                port=k8s.networking.v1.ServiceBackendPortArgs(number=REGISTRY_PORT),
+                class_name=ingress_settings.class_name,
+                tls_secret_name=settings.tls_secret_name,
+                always_tls=True,
             ),
             opts=child(self, depends_on=[service]),
         )
