@@ -92,16 +92,16 @@ class NetworkPolicies(pulumi.ComponentResource):
 
         for namespace in (platform, pipelines):
             self._policy(
-                f"{namespace}-default-deny",
                 "default-deny",
                 namespace,
+                resource_name=f"{namespace}-default-deny",
                 pod_selector={},
                 policy_types=["Ingress", "Egress"],
             )
             self._policy(
-                f"{namespace}-allow-dns",
                 "allow-dns",
                 namespace,
+                resource_name=f"{namespace}-allow-dns",
                 pod_selector={},
                 policy_types=["Egress"],
                 egress=[
@@ -121,7 +121,6 @@ class NetworkPolicies(pulumi.ComponentResource):
         if not external_database:
             self._policy(
                 "postgres",
-                "postgres",
                 platform,
                 pod_selector=postgres_pods,
                 policy_types=["Ingress"],
@@ -137,7 +136,6 @@ class NetworkPolicies(pulumi.ComponentResource):
             )
         self._policy(
             "airflow-database",
-            "airflow-database",
             platform,
             pod_selector=_selector({NAME_LABEL: AIRFLOW}),
             policy_types=["Egress"],
@@ -152,7 +150,6 @@ class NetworkPolicies(pulumi.ComponentResource):
             Peer(pod_selector=_selector(_airflow(component))) for component in EXECUTION_API_CLIENTS
         ]
         self._policy(
-            "airflow-api-server",
             "airflow-api-server",
             platform,
             pod_selector=_airflow("api-server"),
@@ -176,7 +173,6 @@ class NetworkPolicies(pulumi.ComponentResource):
         )
         self._policy(
             "airflow-execution-api-clients",
-            "airflow-execution-api-clients",
             platform,
             pod_selector=_components(*EXECUTION_API_CLIENTS),
             policy_types=["Egress"],
@@ -188,7 +184,6 @@ class NetworkPolicies(pulumi.ComponentResource):
             ],
         )
         self._policy(
-            "airflow-task-launchers",
             "airflow-task-launchers",
             platform,
             pod_selector=_components(*TASK_LAUNCHERS),
@@ -210,7 +205,6 @@ class NetworkPolicies(pulumi.ComponentResource):
         ):
             self._policy(
                 f"airflow-{component}",
-                f"airflow-{component}",
                 platform,
                 pod_selector=_airflow(component),
                 policy_types=["Ingress"],
@@ -224,7 +218,6 @@ class NetworkPolicies(pulumi.ComponentResource):
         if args.registry_deployed:
             self._policy(
                 "registry",
-                "registry",
                 platform,
                 pod_selector={NAME_LABEL: "registry"},
                 policy_types=["Ingress"],
@@ -236,7 +229,6 @@ class NetworkPolicies(pulumi.ComponentResource):
             )
 
         self._policy(
-            "pipeline-tasks",
             "pipeline-tasks",
             pipelines,
             pod_selector={},
@@ -263,10 +255,10 @@ class NetworkPolicies(pulumi.ComponentResource):
 
     def _policy(
         self,
-        resource_name: str,
         name: str,
         namespace: str,
         *,
+        resource_name: str | None = None,
         pod_selector: dict[str, str] | k8s.meta.v1.LabelSelectorArgs,
         policy_types: list[str],
         **rules: Any,
@@ -277,7 +269,8 @@ class NetworkPolicies(pulumi.ComponentResource):
             else _selector(pod_selector)
         )
         return k8s.networking.v1.NetworkPolicy(
-            f"{resource_name}-network-policy",
+            # Unique per stack: the same policy name in two namespaces needs its own.
+            f"{resource_name or name}-network-policy",
             metadata=metadata(name, namespace, labels("etlstack", "network-policy")),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=selector, policy_types=policy_types, **rules
