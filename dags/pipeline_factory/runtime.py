@@ -48,6 +48,9 @@ class Runtime:
     pool: str
     cpu: str
     memory: str
+    # True where the stack deploys artifacts promoted from another stack (prod) instead
+    # of building them from the repository it runs from.
+    promoted: bool = False
     docker: DockerSettings | None = None
     kubernetes: KubernetesSettings | None = None
 
@@ -57,10 +60,21 @@ class Runtime:
             return self.pipeline_images[pipeline]
         except KeyError:
             deployed = ", ".join(sorted(self.pipeline_images)) or "none"
+            if self.promoted:
+                fix = (
+                    "the DAGs and the pipeline images must come from one release: promote "
+                    "again from the stack that ran them (etlstack promote dev prod) instead "
+                    "of editing etlstack:artifacts by hand"
+                )
+            else:
+                fix = (
+                    f"there is no folder pipelines/{pipeline}/ in this release. Fix the "
+                    f"pipeline name in the DAG, or create the pipeline: etlstack new-pipeline "
+                    f"{pipeline}"
+                )
             raise PipelineNotDeployed(
                 f"this DAG uses pipeline {pipeline!r}, which this stack does not deploy "
-                f"(deployed pipelines: {deployed}). Add the folder pipelines/{pipeline}/ "
-                "and deploy, or fix the pipeline name in the DAG"
+                f"(deployed pipelines: {deployed}); {fix}"
             ) from None
 
 
@@ -117,7 +131,11 @@ def parse(raw: str) -> Runtime:
     if not isinstance(images, dict) or not all(isinstance(v, str) and v for v in images.values()):
         raise RuntimeSettingsError(f"{ENV} pipelineImages must map pipeline names to image refs")
     resources = _require(value, "taskResources")
+    promoted = value.get("artifactsPromoted", False)
+    if not isinstance(promoted, bool):
+        raise RuntimeSettingsError(f"{ENV} artifactsPromoted must be true or false")
     runtime = Runtime(
+        promoted=promoted,
         target=target,
         pipeline_images=dict(images),
         pool=_require(value, "pool"),

@@ -145,6 +145,7 @@ def runtime_settings(
         {
             "target": config.target.value,
             "pipelineImages": pipeline_images,
+            "artifactsPromoted": config.settings.artifacts is not None,
             "pool": PIPELINE_POOL,
             "taskResources": {
                 "cpu": airflow.task_resources.cpu,

@@ -79,9 +79,8 @@ class PlatformImages(pulumi.ComponentResource):
                     args,
                     repository=f"{REPOSITORY_PREFIX}/pipelines/{pipeline.name}",
                     tag=pipeline.image_tag,
-                    # The pipeline's own Dockerfile, at its folder's root (the default).
                     context=_from_working_directory(pipeline.directory),
-                    dockerfile=None,
+                    dockerfile=_from_working_directory(pipeline.dockerfile),
                     build_args=build_args,
                 )
                 for pipeline in args.catalog.pipelines
@@ -96,7 +95,7 @@ class PlatformImages(pulumi.ComponentResource):
         repository: str,
         tag: str,
         context: str,
-        dockerfile: str | None,
+        dockerfile: str,
         build_args: dict[str, str],
     ) -> pulumi.Output[str]:
         image_name = pulumi.Output.concat(args.registry.server, "/", repository, ":", tag)

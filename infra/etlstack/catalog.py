@@ -1,7 +1,9 @@
 """What the repository holds to deploy: the pipelines under pipelines/ and the DAGs.
 
-A pipeline is a folder with a pyproject.toml (its name and version), a Dockerfile and
-one run_<task>.sh per task. Adding a folder is all it takes to deploy a new pipeline.
+A pipeline is a folder with a pyproject.toml (its name and version) and one
+run_<task>.sh per task. Its image is built with the platform's standard pipeline
+Dockerfile (pipeline_image/), or with the folder's own Dockerfile when it ships one.
+Adding a folder is all it takes to deploy a new pipeline.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from etlstack.config import ConfigError
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv"}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _RESERVED = {"airflow", "dags"}
+STANDARD_IMAGE = "pipeline_image"
 
 
 def tree_hash(*roots: Path) -> str:
@@ -39,6 +42,7 @@ class Pipeline:
     version: str
     tasks: tuple[str, ...]
     directory: Path
+    dockerfile: Path
     content_hash: str
 
     @property
@@ -63,7 +67,7 @@ class Catalog:
         return next(p for p in self.pipelines if p.name == name)
 
 
-def _read_pipeline(directory: Path) -> Pipeline:
+def _read_pipeline(directory: Path, standard_image: Path) -> Pipeline:
     where = f"pipelines/{directory.name}"
     pyproject = directory / "pyproject.toml"
     if not pyproject.is_file():
@@ -76,8 +80,6 @@ def _read_pipeline(directory: Path) -> Pipeline:
         raise ConfigError(
             f'{where}/pyproject.toml has no [project] version; add one, e.g. version = "1.0.0"'
         )
-    if not (directory / "Dockerfile").is_file():
-        raise ConfigError(f"{where} has no Dockerfile; every pipeline ships as an image")
     tasks = tuple(
         sorted(p.name.removeprefix("run_").removesuffix(".sh") for p in directory.glob("run_*.sh"))
     )
@@ -89,12 +91,17 @@ def _read_pipeline(directory: Path) -> Pipeline:
             f"{where}: a pipeline folder name must be lowercase letters, digits, '-' or '_' "
             f"and not one of {sorted(_RESERVED)}; rename the folder"
         )
+    own_dockerfile = directory / "Dockerfile"
+    # The standard Dockerfile is part of what the image is made of: changing it must
+    # give every pipeline built with it a new tag.
+    sources = (directory,) if own_dockerfile.is_file() else (directory, standard_image)
     return Pipeline(
         name=name,
         version=str(version),
         tasks=tasks,
         directory=directory,
-        content_hash=tree_hash(directory),
+        dockerfile=own_dockerfile if own_dockerfile.is_file() else standard_image / "Dockerfile",
+        content_hash=tree_hash(*sources),
     )
 
 
@@ -109,7 +116,7 @@ def _airflow_version(project_root: Path) -> str:
 def discover(project_root: Path) -> Catalog:
     pipelines_dir = project_root / "pipelines"
     pipelines = tuple(
-        _read_pipeline(d)
+        _read_pipeline(d, project_root / STANDARD_IMAGE)
         for d in sorted(pipelines_dir.iterdir())
         if d.is_dir() and not d.name.startswith((".", "_")) and d.name not in _IGNORED_PARTS
     )

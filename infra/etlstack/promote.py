@@ -20,7 +20,6 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
-from etlstack.catalog import discover
 from etlstack.config import (
     NAMESPACE,
     SECRET_KEYS,
@@ -127,23 +126,15 @@ def _check_still_valid(config: CommentedMap, file_name: str) -> None:
 
 
 def plan(
-    current: dict[str, str], promoted: dict[str, str], deployable: set[str], destination: str
-) -> list[tuple[str, str | None, str]]:
-    """The changes, name by name: (artifact, old reference, new reference)."""
-    unknown = sorted(set(promoted) - deployable)
-    if unknown:
-        raise ConfigError(
-            f"refusing to promote {unknown}: stack {destination!r} does not deploy "
-            f"{'it' if len(unknown) == 1 else 'them'} (it deploys {sorted(deployable)}); "
-            "add the pipeline folder to the repository first"
-        )
-    missing = sorted(deployable - set(promoted))
-    if missing:
-        raise ConfigError(
-            f"refusing to promote: the source stack ran no {missing}, which stack "
-            f"{destination!r} deploys; deploy them to the source stack first"
-        )
-    return [(name, current.get(name), promoted[name]) for name in sorted(promoted)]
+    current: dict[str, str], promoted: dict[str, str]
+) -> list[tuple[str, str | None, str | None]]:
+    """The changes, name by name: (artifact, old reference, new reference or None if dropped).
+
+    The destination gets exactly the source's set: its DAGs arrive inside the promoted
+    Airflow image together with the pipeline images they name, so a pipeline new in
+    the source is added and one the source no longer runs is dropped.
+    """
+    return [(name, current.get(name), promoted.get(name)) for name in sorted({*current, *promoted})]
 
 
 def run(
@@ -160,8 +151,7 @@ def run(
 
     config = document["config"]
     current = dict(config.get(ARTIFACTS_KEY) or {})
-    deployable = {"airflow", "dags", *(p.name for p in discover(project_root).pipelines)}
-    changes = plan(current, promoted, deployable, destination)
+    changes = plan(current, promoted)
 
     config[ARTIFACTS_KEY] = CommentedMap(promoted)
     _check_still_valid(config, stack_file.name)
@@ -170,8 +160,10 @@ def run(
     for name, old, new in changes:
         if old == new:
             print(f"  {name}: unchanged ({new})")
+        elif new is None:
+            print(f"  {name}: {old} -> (dropped: stack {source!r} no longer runs it)")
         else:
-            print(f"  {name}: {old or '(not set)'} -> {new}")
+            print(f"  {name}: {old or '(new)'} -> {new}")
     if dry_run:
         print("dry run: nothing written")
         return 0

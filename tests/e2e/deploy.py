@@ -416,8 +416,6 @@ class Applier:
         dockerfile = (
             Path.cwd() / build["dockerfile"] if build.get("dockerfile") else context / "Dockerfile"
         ).resolve()
-        if not dockerfile.is_relative_to(context):
-            raise UnsupportedInput(f"Image {resource.name}: {dockerfile} is outside {context}")
         cache_from = (build.get("cacheFrom") or {}).get("images")
         hosts = {
             entry.split(":", 1)[0]: entry.split(":", 1)[1] for entry in build.get("addHosts") or []
@@ -426,7 +424,13 @@ class Applier:
         steps = 0
         for chunk in self.client.api.build(
             path=str(context),
-            dockerfile=str(dockerfile.relative_to(context)),
+            # A Dockerfile outside the context is sent along with it, as the provider
+            # (and the docker CLI) do; the SDK does that for an absolute path.
+            dockerfile=(
+                str(dockerfile.relative_to(context))
+                if dockerfile.is_relative_to(context)
+                else str(dockerfile)
+            ),
             tag=image_name,
             buildargs=build.get("args") or {},
             platform=build.get("platform"),

@@ -11,10 +11,18 @@ import json
 from typing import Any
 
 from etlstack import render
-from tests.conftest import PROJECT_ROOT, stack_overrides
+from tests.conftest import PROJECT_ROOT, STACKS, stack_overrides
 
 DAGS = PROJECT_ROOT / "dags"
 RUNTIME_ENV = "ETLSTACK_RUNTIME"
+# The stacks that build their images and DAGs from this repository. A stack that
+# deploys promoted artifacts (prod) runs the DAGs inside its promoted Airflow image,
+# not the ones in dags/: promotion keeps those consistent (tests/unit/test_promote.py).
+BUILDING_STACKS = [
+    stack
+    for stack in STACKS
+    if "etlstack:artifacts" not in render.stack_file_config(PROJECT_ROOT, stack)[0]
+]
 
 
 def _runtime_values(value: Any, found: set[str]) -> None:

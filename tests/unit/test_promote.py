@@ -138,8 +138,8 @@ def with_artifact(name: str, reference: str) -> dict[str, Any]:
             "artifacts.airflow: 'registry.dev.example.org/etlstack/airflow:3.3.2' is not pinned by digest",
         ),
         (
-            with_artifact("unknown_pipeline", f"r.example.org/etlstack/pipelines/x@{digest('x')}"),
-            "stack 'prod' does not deploy it",
+            with_artifact("Bad Name", f"r.example.org/etlstack/pipelines/x@{digest('x')}"),
+            "Bad Name",
         ),
         ({"airflowUrl": "x"}, "have no `artifacts`"),
         ({"artifacts": {}}, "have no `artifacts` (or it is empty)"),
@@ -163,15 +163,35 @@ def test_refusals_name_the_problem_and_change_no_file(
     assert says in capsys.readouterr().err
 
 
-def test_an_artifact_dev_did_not_run_is_refused(
+def test_a_pipeline_new_in_dev_is_promoted_without_touching_prod_by_hand(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    outputs = outputs_for("r1")
-    dropped = next(name for name in outputs["artifacts"] if name not in ("airflow", "dags"))
-    del outputs["artifacts"][dropped]
+    promote(project, write_outputs(project, outputs_for("r1"), "r1.json"), monkeypatch=monkeypatch)
+    capsys.readouterr()
+    release = outputs_for("r2")
+    added = f"registry.dev.example.org/etlstack/pipelines/sales@{digest('sales')}"
+    release["artifacts"]["sales"] = added
 
-    assert promote(project, write_outputs(project, outputs), monkeypatch=monkeypatch) == 2
-    assert f"the source stack ran no ['{dropped}']" in capsys.readouterr().err
+    assert promote(project, write_outputs(project, release), monkeypatch=monkeypatch) == 0
+
+    assert pinned_artifacts(project) == release["artifacts"]
+    assert f"sales: (new) -> {added}" in capsys.readouterr().out
+
+
+def test_a_pipeline_dev_no_longer_runs_is_dropped_from_prod(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    promote(project, write_outputs(project, outputs_for("r1"), "r1.json"), monkeypatch=monkeypatch)
+    capsys.readouterr()
+    release = outputs_for("r2")
+    dropped = next(name for name in release["artifacts"] if name not in ("airflow", "dags"))
+    del release["artifacts"][dropped]
+
+    assert promote(project, write_outputs(project, release), monkeypatch=monkeypatch) == 0
+
+    assert pinned_artifacts(project) == release["artifacts"]
+    assert f"{dropped}: " in (printed := capsys.readouterr().out)
+    assert "(dropped: stack 'dev' no longer runs it)" in printed
 
 
 def test_a_prod_file_that_does_not_parse_is_refused(

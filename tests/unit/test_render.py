@@ -9,8 +9,11 @@ import pytest
 import yaml
 
 from etlstack import render
+from etlstack.catalog import STANDARD_IMAGE, discover
 from etlstack.cli import main
 from tests.conftest import PROJECT_ROOT, STACKS, stack_overrides
+
+STANDARD_DOCKERFILE = PROJECT_ROOT / STANDARD_IMAGE / "Dockerfile"
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -117,16 +120,14 @@ def test_image_builds_resolve_from_the_programs_working_directory(
     evaluation = render.evaluate("local", PROJECT_ROOT, overrides=stack_overrides("local"))
 
     images = evaluation.by_type("docker:index/image:Image")
-    assert len(images) == 1 + len(list((PROJECT_ROOT / "pipelines").glob("*/Dockerfile")))
+    assert len(images) == 1 + len(discover(PROJECT_ROOT).pipelines)
     for image in images:
         build = image.inputs["build"]
         assert not Path(build["context"]).is_absolute()
+        assert not Path(build["dockerfile"]).is_absolute()
         context = (program_directory / build["context"]).resolve()
-        dockerfile = (
-            (program_directory / build["dockerfile"]).resolve()
-            if build.get("dockerfile")
-            else context / "Dockerfile"
-        )
+        dockerfile = (program_directory / build["dockerfile"]).resolve()
         assert dockerfile.is_file(), image.name
-        assert dockerfile.is_relative_to(context)
+        # A Dockerfile outside the context (the standard pipeline one) is sent with it.
+        assert dockerfile.is_relative_to(context) or dockerfile == STANDARD_DOCKERFILE
         assert context.is_relative_to(PROJECT_ROOT)
