@@ -18,8 +18,8 @@ from etlstack.config import ConfigError
 
 # Files that never belong to a build: caches and local environments.
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv"}
-_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
-_RESERVED = {"airflow", "dags"}
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*$")
+RESERVED_NAMES = {"airflow", "dags"}
 STANDARD_IMAGE = "pipeline_image"
 
 
@@ -86,10 +86,10 @@ def _read_pipeline(directory: Path, standard_image: Path) -> Pipeline:
     if not tasks:
         raise ConfigError(f"{where} has no run_<task>.sh; add one script per task")
     name = directory.name
-    if not _NAME.match(name) or name in _RESERVED:
+    if not NAME_PATTERN.match(name) or name in RESERVED_NAMES:
         raise ConfigError(
             f"{where}: a pipeline folder name must be lowercase letters, digits, '-' or '_' "
-            f"and not one of {sorted(_RESERVED)}; rename the folder"
+            f"and not one of {sorted(RESERVED_NAMES)}; rename the folder"
         )
     own_dockerfile = directory / "Dockerfile"
     # The standard Dockerfile is part of what the image is made of: changing it must

@@ -1,4 +1,4 @@
-"""`etlstack`: render a stack offline, promote pinned artifacts between stacks."""
+"""`etlstack`: render a stack offline, promote pinned artifacts between stacks, add a pipeline."""
 
 from __future__ import annotations
 
@@ -39,6 +39,21 @@ def _promote(args: argparse.Namespace) -> int:
     )
 
 
+def _new_pipeline(args: argparse.Namespace) -> int:
+    from etlstack import new_pipeline
+
+    root = find_project_root(Path.cwd())
+    written = new_pipeline.create(root, args.name)
+    print(f"created pipeline {args.name!r}:")
+    for path in written:
+        print(f"  {path.relative_to(root)}")
+    print(
+        f"next: make unit (its tests), then deploy; its DAG is {args.name!r}. "
+        "See docs/pipelines-and-dags.md"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="etlstack", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -60,6 +75,12 @@ def parser() -> argparse.ArgumentParser:
     )
     promote.add_argument("--dry-run", action="store_true", help="print the changes, write nothing")
     promote.set_defaults(handler=_promote)
+
+    new = commands.add_parser(
+        "new-pipeline", help="create pipelines/NAME/ and its DAG file, ready to test and deploy"
+    )
+    new.add_argument("name", help="the pipeline's name: lowercase letters, digits, '-' or '_'")
+    new.set_defaults(handler=_new_pipeline)
     return top
 
 

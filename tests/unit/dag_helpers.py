@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import json
+from pathlib import Path
 from typing import Any
+
+from airflow.dag_processing.dagbag import DagBag
 
 from etlstack import render
 from tests.conftest import PROJECT_ROOT, STACKS, stack_overrides
@@ -45,18 +48,28 @@ def evaluation(stack: str) -> render.Evaluation:
     return render.evaluate(stack, PROJECT_ROOT, overrides=stack_overrides(stack))
 
 
+def runtime_of(evaluated: render.Evaluation) -> str:
+    """The one ETLSTACK_RUNTIME value every Airflow component of the evaluated stack gets."""
+    found: set[str] = set()
+    for resource in evaluated.resources:
+        _runtime_values(render.reveal(resource.inputs), found)
+    assert len(found) == 1, f"{evaluated.stack}: expected one ETLSTACK_RUNTIME, found {len(found)}"
+    return found.pop()
+
+
 @functools.cache
 def stack_runtime(stack: str) -> str:
-    """The one ETLSTACK_RUNTIME value every Airflow component of `stack` gets."""
-    found: set[str] = set()
-    for resource in evaluation(stack).resources:
-        _runtime_values(render.reveal(resource.inputs), found)
-    assert len(found) == 1, f"{stack}: expected one ETLSTACK_RUNTIME value, found {len(found)}"
-    return found.pop()
+    return runtime_of(evaluation(stack))
 
 
 def stack_images(stack: str) -> dict[str, str]:
     return dict(json.loads(stack_runtime(stack))["pipelineImages"])
+
+
+def parse(folder: Path) -> DagBag:
+    """The DAGs of `folder` as Airflow's DagBag reads them, configured as the image configures it."""
+    safe_mode = dockerfile_env("AIRFLOW__CORE__DAG_DISCOVERY_SAFE_MODE") == "True"
+    return DagBag(dag_folder=str(folder), safe_mode=safe_mode)
 
 
 def dockerfile_env(name: str) -> str:

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from airflow.dag_processing.dagbag import DagBag
 from airflow.serialization.serialized_objects import DagSerialization
 
 from etlstack.catalog import discover
@@ -22,17 +21,12 @@ from tests.unit.dag_helpers import (
     BUILDING_STACKS,
     DAGS,
     RUNTIME_ENV,
-    dockerfile_env,
+    parse,
     stack_images,
     stack_runtime,
 )
 
-SAFE_MODE = dockerfile_env("AIRFLOW__CORE__DAG_DISCOVERY_SAFE_MODE") == "True"
 DAG_FILES = sorted(p.name for p in DAGS.glob("*.py"))
-
-
-def parse(folder: Path) -> DagBag:
-    return DagBag(dag_folder=str(folder), safe_mode=SAFE_MODE)
 
 
 @pytest.fixture(params=BUILDING_STACKS)
