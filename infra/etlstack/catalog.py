@@ -23,13 +23,19 @@ RESERVED_NAMES = {"airflow", "dags"}
 STANDARD_IMAGE = "pipeline_image"
 
 
+def _ignored(path: Path) -> bool:
+    # An editable install (the pipeline's test environment) writes <package>.egg-info
+    # next to the package: metadata, not part of the image.
+    return bool(_IGNORED_PARTS & set(path.parts)) or any(
+        part.endswith(".egg-info") for part in path.parts
+    )
+
+
 def tree_hash(*roots: Path) -> str:
     """A digest of the files under `roots` (paths and contents), stable across machines."""
     digest = hashlib.sha256()
     for root in roots:
-        files = sorted(
-            p for p in root.rglob("*") if p.is_file() and not _IGNORED_PARTS & set(p.parts)
-        )
+        files = sorted(p for p in root.rglob("*") if p.is_file() and not _ignored(p))
         for path in files:
             digest.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
             digest.update(hashlib.sha256(path.read_bytes()).digest())
@@ -113,12 +119,18 @@ def _airflow_version(project_root: Path) -> str:
     return match.group(1)
 
 
-def discover(project_root: Path) -> Catalog:
-    pipelines_dir = project_root / "pipelines"
-    pipelines = tuple(
-        _read_pipeline(d, project_root / STANDARD_IMAGE)
-        for d in sorted(pipelines_dir.iterdir())
+def pipeline_folders(project_root: Path) -> list[Path]:
+    """Every folder under pipelines/ that is a pipeline (hidden and _private ones are not)."""
+    return [
+        d
+        for d in sorted((project_root / "pipelines").iterdir())
         if d.is_dir() and not d.name.startswith((".", "_")) and d.name not in _IGNORED_PARTS
+    ]
+
+
+def discover(project_root: Path) -> Catalog:
+    pipelines = tuple(
+        _read_pipeline(d, project_root / STANDARD_IMAGE) for d in pipeline_folders(project_root)
     )
     dags = project_root / "dags"
     return Catalog(

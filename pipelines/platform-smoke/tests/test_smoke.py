@@ -1,4 +1,8 @@
-"""The smoke task's checks, against a real listening socket and fake cgroup files."""
+"""The smoke task's checks, against a real warehouse and fake cgroup files.
+
+The warehouse is the throwaway PostgreSQL of the shared fixtures (`warehouse_url`,
+testing/pipeline_testing), so "reachable" is checked against a real server.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,20 +19,13 @@ PIPELINE = Path(__file__).resolve().parent.parent
 LIMIT = 512 * 1024 * 1024
 
 
-@pytest.fixture
-def warehouse() -> Iterator[str]:
-    """A listening TCP port standing in for the warehouse."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        yield f"postgresql://warehouse:secret@127.0.0.1:{server.getsockname()[1]}/warehouse"
-
-
 def closed_port() -> int:
     with socket.create_server(("127.0.0.1", 0)) as server:
         return int(server.getsockname()[1])
 
 
-def test_confined_task_with_reachable_warehouse_passes(warehouse: str) -> None:
-    assert problems(10001, {"WAREHOUSE_URL": warehouse}, LIMIT) == []
+def test_confined_task_with_reachable_warehouse_passes(warehouse_url: str) -> None:
+    assert problems(10001, {"WAREHOUSE_URL": warehouse_url}, LIMIT) == []
 
 
 def test_every_broken_promise_is_reported() -> None:
@@ -42,7 +38,7 @@ def test_every_broken_promise_is_reported() -> None:
     assert "secret" not in " ".join(found)
 
 
-def test_missing_or_malformed_warehouse_url(warehouse: str) -> None:
+def test_missing_or_malformed_warehouse_url() -> None:
     assert problems(10001, {}, LIMIT) == [
         "WAREHOUSE_URL is not set; the platform must pass it to every task"
     ]
@@ -72,10 +68,8 @@ def test_memory_limit_from_cgroup_v1_and_v2(
 
 def test_run_script_fails_loudly_outside_the_platform() -> None:
     """Here (no WAREHOUSE_URL, maybe root, maybe no limit) the script must exit 1 and say why."""
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PYTHONPATH": str(PIPELINE / "src"),
-    }
+    # The interpreter running the tests has the pipeline installed, as the image has.
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     result = subprocess.run(
         [str(PIPELINE / "run_check.sh")], env=env, capture_output=True, text=True, check=False
     )

@@ -8,7 +8,9 @@ import subprocess
 import sys
 from contextlib import closing
 from datetime import date
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -19,7 +21,8 @@ from weather.transform import fahrenheit_to_celsius, transform
 from weather.warehouse import connect
 
 PIPELINE = Path(__file__).resolve().parent.parent
-FEED = PIPELINE / "src" / "weather" / "data"
+# The feed as the installed package ships it (its package data), not the source tree.
+FEED = resources.files("weather") / "data"
 
 
 def run_all(url: str) -> list[dict[str, int]]:
@@ -31,7 +34,8 @@ def run_all(url: str) -> list[dict[str, int]]:
     return results
 
 
-def query(url: str, sql: str) -> list[tuple[object, ...]]:
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    # Any: the driver is untyped, and each test knows what its query returns.
     with closing(psycopg2.connect(url)) as conn, conn.cursor() as cur:
         cur.execute(sql)
         return cur.fetchall()
@@ -142,10 +146,8 @@ def test_check_fails_on_wrong_data(
 
 
 def run_script(task: str, url: str | None) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        "PYTHONPATH": str(PIPELINE / "src"),
-    }
+    # The interpreter running the tests has the pipeline installed, as the image has.
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     if url is not None:
         env["WAREHOUSE_URL"] = url
     return subprocess.run(

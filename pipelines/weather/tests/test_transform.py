@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime
+from typing import cast
 
 import pytest
 from weather.extract import OBSERVATION_COLUMNS, STATION_COLUMNS, read_feed
@@ -19,6 +20,11 @@ from weather.transform import (
 )
 
 STATIONS = {"KSEA", "KDEN"}
+
+
+def approx(value: float) -> float:
+    """pytest.approx, typed as the float it compares equal to, to stand in a field."""
+    return cast(float, pytest.approx(value))
 
 
 def row(number: int, station: str = "KSEA", at: str = "2024-01-01T00:00:00Z", **values: str):
@@ -47,10 +53,10 @@ def test_clean_converts_to_metric() -> None:
         Reading(
             station_id="KSEA",
             observed_at=datetime(2024, 1, 1, tzinfo=UTC),
-            temperature_c=pytest.approx(20.0),
+            temperature_c=approx(20.0),
             humidity_pct=80.0,
-            wind_speed_ms=pytest.approx(4.4704),
-            precipitation_mm=pytest.approx(2.54),
+            wind_speed_ms=approx(4.4704),
+            precipitation_mm=approx(2.54),
         )
     ]
 

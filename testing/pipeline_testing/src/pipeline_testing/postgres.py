@@ -1,9 +1,9 @@
-"""Fixtures for the weather pipeline's tests: its package, and a real PostgreSQL.
+"""A real PostgreSQL for the pipelines' tests: the `postgres` and `warehouse_url` fixtures.
 
-The load and check tasks are SQL, so they are tested against a real server: a
-throwaway PostgreSQL started from the local server binaries for the session, with
-the warehouse role and a fresh database per test. It never skips: without the
-binaries the tests fail and say what to install.
+A pipeline's load and check tasks are SQL, so they are tested against a real server: a
+throwaway PostgreSQL started from the local server binaries for the session, with the
+warehouse role and a fresh database per test, as the platform has it. It never skips:
+without the binaries the tests fail and say what to install.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import closing
@@ -22,10 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg2
+import psycopg2.extensions
 import pytest
-
-# The pipeline is not installed in the project's venv; its tests use its source.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 WAREHOUSE_USER = "warehouse"
 WAREHOUSE_PASSWORD = "test-only-warehouse-password"
@@ -57,7 +54,7 @@ def _server_binary(name: str) -> str:
     if not found:
         pytest.fail(
             f"PostgreSQL server binary {name!r} not found: install the PostgreSQL server "
-            "(Debian: apt-get install postgresql) to run the weather pipeline's tests",
+            "(Debian: apt-get install postgresql) to run the pipelines' tests",
             pytrace=False,
         )
     return str(found)
@@ -65,10 +62,11 @@ def _server_binary(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Server]:
+    """A throwaway PostgreSQL server for the session, with the warehouse role."""
     initdb, pg_ctl = _server_binary("initdb"), _server_binary("pg_ctl")
     # PostgreSQL refuses to run as root: as root, run it as the postgres user.
     run_as = "postgres" if os.geteuid() == 0 else None
-    base = Path(tempfile.mkdtemp(prefix="weather-pg-"))
+    base = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
     if run_as:
         account = pwd.getpwnam(run_as)
         os.chown(base, account.pw_uid, account.pw_gid)
