@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck unit e2e test bench up render-% clean
+.PHONY: help venv lint typecheck unit pipeline-tests e2e test bench up try credentials down render-% clean
 
 help:
 	@echo "make up        bring up the local platform (needs the pulumi CLI and Docker)"
@@ -12,6 +12,9 @@ help:
 	@echo "make unit      the fast tests only (mock runtime, no Docker)"
 	@echo "make e2e       the end-to-end run on a real Docker Engine"
 	@echo "make bench     benchmarks on the real platform; writes BENCHMARKS.md"
+	@echo "make try       the local platform without the Pulumi CLI (the test harness deploys it)"
+	@echo "make credentials  its URL and admin user (SHOW_SECRETS=1: the password too)"
+	@echo "make down      remove the local platform; its data stays unless DELETE_DATA=1"
 
 $(STAMP): pyproject.toml requirements-dev.txt airflow_image/requirements.txt airflow_image/constraints.txt
 	python3.11 -m venv $(VENV) 2>/dev/null || python3 -m venv $(VENV)
@@ -28,15 +31,23 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy infra dags tests
+	$(VENV)/bin/mypy infra dags tests testing
+	@# Each pipeline on its own, against its own environment (.venvs/pipelines/<name>).
+	$(PY) testing/run_pipeline_tests.py --typecheck
 
 unit: $(STAMP)
 	$(PY) -m pytest -m "not e2e and not bench"
+	$(PY) testing/run_pipeline_tests.py
+
+# Each pipeline's tests in its own cached environment, with its own pinned dependencies.
+pipeline-tests: $(STAMP)
+	$(PY) testing/run_pipeline_tests.py
 
 e2e: $(STAMP)
 	$(PY) -m pytest -m e2e -s -v
 
 test: lint typecheck
+	$(PY) testing/run_pipeline_tests.py
 	$(PY) -m pytest -m "not bench"
 
 bench: $(STAMP)
@@ -55,6 +66,23 @@ up: $(STAMP)
 	export PULUMI_BACKEND_URL=file://$(CURDIR)/.state PULUMI_CONFIG_PASSPHRASE_FILE=$(CURDIR)/.state/passphrase; \
 	  pulumi stack select local 2>/dev/null || pulumi stack init local --secrets-provider passphrase; \
 	  pulumi up -s local
+
+# Without the Pulumi engine: the end-to-end harness's applier creates the local stack
+# from this working tree and leaves it up (docs/pipelines-and-dags.md, "Try it locally").
+try: $(STAMP)
+	$(PY) tests/e2e/local_platform.py up
+
+credentials: $(STAMP)
+	$(PY) tests/e2e/local_platform.py credentials $(if $(SHOW_SECRETS),--show-secrets)
+
+# Removes the local platform however it was made (`pulumi destroy` after `make up`);
+# PostgreSQL's data and the registry's images stay unless DELETE_DATA=1.
+down: $(STAMP)
+	@if [ -d .state ] && command -v pulumi >/dev/null; then \
+	  export PULUMI_BACKEND_URL=file://$(CURDIR)/.state PULUMI_CONFIG_PASSPHRASE_FILE=$(CURDIR)/.state/passphrase; \
+	  pulumi destroy -s local --yes; \
+	fi
+	$(PY) tests/e2e/local_platform.py down $(if $(DELETE_DATA),--delete-data)
 
 clean:
 	rm -rf rendered .pytest_cache .mypy_cache .ruff_cache

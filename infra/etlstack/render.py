@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
 import secrets as token_source
 import shutil
@@ -81,30 +82,50 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     With `real_secrets`, generated passwords and keys are real random values (the
     end-to-end harness deploys with them); otherwise they are fixed placeholders so
-    renders are reproducible.
+    renders are reproducible. With a `secret_seed` too, each resource's values are
+    derived from the seed and its name, so a platform created again from the same seed
+    opens the data its previous self left (as secrets kept in a stack's state would).
     """
 
-    def __init__(self, real_secrets: bool, project_root: Path) -> None:
+    def __init__(
+        self, real_secrets: bool, project_root: Path, secret_seed: bytes | None = None
+    ) -> None:
         self.real_secrets = real_secrets
         self.project_root = project_root
+        self.secret_seed = secret_seed
         self.generated: set[str] = set()
+
+    def _random_bytes(self, count: int, label: str) -> bytes:
+        if self.secret_seed is None:
+            return token_source.token_bytes(count)
+        stream = b""
+        while len(stream) < count:
+            block = f"{label}:{len(stream)}".encode()
+            stream += hmac.new(self.secret_seed, block, hashlib.sha256).digest()
+        return stream[:count]
 
     def _referenced_stack_outputs(self, stack: str) -> dict[str, Any]:
         """What another stack of this project exports, as far as its file tells."""
         config, _ = stack_file_config(self.project_root, stack)
         registry = json.loads(config.get(f"{NAMESPACE}:registry", "{}"))
-        password = self._random_text(32)
+        password = self._random_text(32, f"stack:{stack}")
         self.generated.add(password)
         return {
             "registry": registry.get("host") or f"registry.{stack}.invalid",
             "registryPassword": password,
         }
 
-    def _random_text(self, length: int) -> str:
-        if self.real_secrets:
-            alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-            return "".join(token_source.choice(alphabet) for _ in range(length))
-        return "p" * length
+    def _random_text(self, length: int, label: str) -> str:
+        if not self.real_secrets:
+            return "p" * length
+        alphabet = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+        # Bytes past the last whole multiple of the alphabet are dropped: no bias.
+        usable = 256 - 256 % len(alphabet)
+        text = ""
+        while len(text) < length:
+            chunk = self._random_bytes(length * 2, f"{label}:{len(text)}")
+            text += "".join(alphabet[b % len(alphabet)] for b in chunk if b < usable)
+        return text[:length]
 
     def _bcrypt(self, password: str) -> str:
         if self.real_secrets:
@@ -124,17 +145,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 "secretOutputNames": ["registryPassword"],
             }
         elif args.typ == "random:index/randomPassword:RandomPassword":
-            result = self._random_text(int(args.inputs["length"]))
+            result = self._random_text(int(args.inputs["length"]), args.name)
             bcrypt_hash = self._bcrypt(result)
             self.generated |= {result, bcrypt_hash}
             state["result"] = rpc.wrap_rpc_secret(result)
             state["bcryptHash"] = rpc.wrap_rpc_secret(bcrypt_hash)
         elif args.typ == "random:index/randomId:RandomId":
-            raw = (
-                token_source.token_bytes(int(args.inputs["byteLength"]))
-                if self.real_secrets
-                else bytes(int(args.inputs["byteLength"]))
-            )
+            count = int(args.inputs["byteLength"])
+            raw = self._random_bytes(count, args.name) if self.real_secrets else bytes(count)
             import base64
 
             state["b64Url"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -222,11 +240,16 @@ def evaluate(
     overrides: Mapping[str, Any] | None = None,
     real_secrets: bool = False,
     program: Callable[[StackConfig], Any] | None = None,
+    as_stack: str | None = None,
+    secret_seed: bytes | None = None,
 ) -> Evaluation:
     """Evaluate the program for `stack` under the mock runtime.
 
     `overrides` replaces top-level `etlstack:` settings (values as they would be
-    written in the stack file) without touching the file.
+    written in the stack file) without touching the file. `as_stack` evaluates that
+    stack file under another stack name (whose resource names it then gets), as a
+    second stack with the same settings would be. With `secret_seed`, the real secrets
+    are the same at every evaluation with that seed (see PlatformMocks).
     """
     from etlstack.program import build
 
@@ -235,16 +258,18 @@ def evaluate(
         full_key = f"{NAMESPACE}:{key}"
         config[full_key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
 
-    mocks = PlatformMocks(real_secrets, project_root)
+    mocks = PlatformMocks(real_secrets, project_root, secret_seed)
     # A fresh root stack per evaluation, so outputs of an earlier one never leak in.
     pulumi.runtime.settings.ROOT.set(None)
     monitor = _RecordingMonitor(mocks)
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks, project=PROJECT, stack=as_stack or stack, preview=False, monitor=monitor
+    )
     pulumi.runtime.set_all_config(config, secret_keys)
 
     # The configuration is validated before any resource exists, exactly as in `pulumi up`.
     stack_config = load_from_pulumi(project_root)
-    evaluation = Evaluation(stack=stack, config=stack_config)
+    evaluation = Evaluation(stack=as_stack or stack, config=stack_config)
 
     @pulumi.runtime.test
     def run() -> pulumi.Output[Any]:

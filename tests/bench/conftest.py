@@ -1,7 +1,7 @@
 """Benchmarks run on the platform the end-to-end session deploys, and write BENCHMARKS.md
 once the session is over.
 
-The end-to-end fixtures (engine, platform, example_dag, smoke_dag) are loaded from
+The end-to-end fixtures (engine, project, platform, example_dag, smoke_dag) are loaded from
 tests/e2e/conftest.py under a name of their own, so benchmarks and end-to-end tests
 share one way of deploying. `make bench` selects only benchmarks, so one platform is
 deployed per session.
@@ -26,6 +26,7 @@ sys.modules[_spec.name] = _e2e
 _spec.loader.exec_module(_e2e)
 
 engine = _e2e.engine
+project = _e2e.project
 platform = _e2e.platform
 example_dag = _e2e.example_dag
 smoke_dag = _e2e.smoke_dag

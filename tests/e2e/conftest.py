@@ -1,9 +1,11 @@
 """The local platform, deployed for real for the end-to-end session.
 
 One platform per session: the Docker Engine must answer (.ci/run starts it; without
-it, this starts one with engine.sh and stops it again), the base-image stand-ins are
-built or reused, the `local` stack is evaluated with real generated secrets and
-created on the engine by the applier, and every container's healthcheck must pass.
+it, this starts one with engine.sh and stops it again, unless the platform is kept),
+the base-image stand-ins are built or reused, and the `local` stack is evaluated with
+real generated secrets and created on the engine by the applier, from a copy of the
+repository to which a data engineer's new pipeline was added with `etlstack
+new-pipeline`; every container's healthcheck must pass.
 Whatever happens, the containers, networks and volumes the stack declares are
 removed at the end; their logs (secrets redacted) stay in .e2e-artifacts/logs.
 """
@@ -11,9 +13,9 @@ removed at the end; their logs (secrets redacted) stay in .e2e-artifacts/logs.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -26,34 +28,27 @@ import docker
 import docker.errors
 import pytest
 
-from etlstack import render
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import base_images  # noqa: E402
 import deploy  # noqa: E402
 import harness  # noqa: E402
-from harness import ARTIFACTS, PROJECT_ROOT, AirflowAPI, Platform  # noqa: E402
+from harness import ARTIFACTS, PROJECT_ROOT, Platform  # noqa: E402
 
 harness.progress_to_terminal()
 
 STACK = "local"
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+# The local stack's settings under a name of its own, so the session's containers,
+# networks and volumes never touch a local platform kept with `make try`.
+E2E_STACK = "e2e"
+# The pipeline the session adds as a data engineer would, and the DAGs it runs by id.
+GENERATED_PIPELINE = "generated-example"
+EXAMPLE_DAG = "weather"
+SMOKE_DAG = "platform_smoke"
+KEEP_PLATFORM = os.environ.get("E2E_KEEP_PLATFORM") == "1"
 
 log = logging.getLogger("e2e")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _merge(base: Any, extra: Any) -> Any:
-    if isinstance(base, dict) and isinstance(extra, dict):
-        return {k: _merge(base.get(k), v) if k in base else v for k, v in {**base, **extra}.items()}
-    return extra
 
 
 def _engine() -> Iterator[docker.DockerClient]:
@@ -73,7 +68,13 @@ def _engine() -> Iterator[docker.DockerClient]:
         yield client
     finally:
         client.close()
-        if started:
+        if started and KEEP_PLATFORM:
+            log.info(
+                "E2E_KEEP_PLATFORM=1: the Docker Engine this run started keeps running for the "
+                "kept platform; `make down` removes the platform, `tests/e2e/engine.sh stop` "
+                "stops the engine"
+            )
+        elif started:
             subprocess.run([str(HERE / "engine.sh"), "stop"], check=False)
 
 
@@ -82,29 +83,41 @@ def engine() -> Iterator[docker.DockerClient]:
     yield from _engine()
 
 
-def _stack_overrides(client: docker.DockerClient, stand_ins: dict[str, str]) -> dict[str, Any]:
-    """The local stack as a team with an internal mirror (and a TLS interceptor) sets it."""
-    stack_file, _ = render.stack_file_config(PROJECT_ROOT, STACK)
+@pytest.fixture(scope="session")
+def project() -> Path:
+    """The repository as a data engineer has it after adding a pipeline with the CLI.
 
-    def current(key: str) -> dict[str, Any]:
-        raw = stack_file.get(f"etlstack:{key}")
-        return json.loads(raw) if raw else {}
+    A copy of the working tree (tracked files and new ones git does not ignore), to
+    which `etlstack new-pipeline` adds GENERATED_PIPELINE; the session deploys this.
+    """
+    copy = ARTIFACTS / "project"
+    shutil.rmtree(copy, ignore_errors=True)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for name in listed.stdout.decode().split("\0"):
+        source = PROJECT_ROOT / name
+        if name and source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    created = subprocess.run(
+        [str(Path(sys.executable).with_name("etlstack")), "new-pipeline", GENERATED_PIPELINE],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    return copy
 
-    if not CA_BUNDLE.is_file():
-        pytest.fail(f"{CA_BUNDLE} is missing: image builds need the host's CA bundle", False)
-    build: dict[str, Any] = {}
-    extra = base_images.extra_ca_bundle(client, stand_ins["pythonBase"], CA_BUNDLE)
-    if extra:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        bundle = ARTIFACTS / "extra-ca.pem"
-        bundle.write_text(extra + "\n")
-        build["caBundleFile"] = str(bundle)
-    ports = {"airflow": _free_port(), "registry": _free_port(), "postgres": _free_port()}
-    return {
-        "images": _merge(current("images"), stand_ins),
-        "build": _merge(current("build"), build),
-        "docker": _merge(current("docker"), {"bindAddress": "127.0.0.1", "ports": ports}),
-    }
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _save_logs(platform_client: docker.DockerClient, applier: deploy.Applier) -> None:
@@ -145,31 +158,23 @@ def _keep_build_cache(client: docker.DockerClient, applier: deploy.Applier) -> N
 
 
 @pytest.fixture(scope="session")
-def platform(engine: docker.DockerClient) -> Iterator[Platform]:
-    started = time.monotonic()
-    stand_ins = base_images.ensure(engine)
-    log.info("base images ready (%.0fs)", time.monotonic() - started)
-    overrides = _stack_overrides(engine, stand_ins)
-    evaluation = render.evaluate(STACK, PROJECT_ROOT, overrides=overrides, real_secrets=True)
-    applier = deploy.Applier(engine, evaluation, PROJECT_ROOT)
-    # A run that was killed may have left the stack's objects behind.
+def platform(engine: docker.DockerClient, project: Path) -> Iterator[Platform]:
+    ports = {"airflow": _free_port(), "registry": _free_port(), "postgres": _free_port()}
+    applier, overrides = harness.platform_applier(engine, project, STACK, E2E_STACK, ports)
+    # A run that was killed may have left this stack's objects behind.
     applier.destroy()
     try:
-        deployment = applier.apply()
-        outputs = deployment.outputs
-        airflow = AirflowAPI(
-            str(outputs["airflowUrl"]), str(outputs["adminUsername"]), str(outputs["adminPassword"])
-        )
-        platform = Platform(engine, evaluation, applier, deployment, overrides, airflow)
-        platform.wait_all_healthy()
-        log.info("platform deployed (%.0fs since the session started)", time.monotonic() - started)
-        yield platform
+        yield harness.start_platform(engine, applier, overrides)
     finally:
         try:
             _save_logs(engine, applier)
         finally:
-            if os.environ.get("E2E_KEEP_PLATFORM") == "1":
-                log.info("E2E_KEEP_PLATFORM=1: the platform stays up; the next run removes it")
+            if KEEP_PLATFORM:
+                log.info(
+                    "E2E_KEEP_PLATFORM=1: the platform stays up at %s (docs/end-to-end.md: "
+                    "credentials, logs, warehouse); `make down` or the next run removes it",
+                    f"http://127.0.0.1:{ports['airflow']}",
+                )
             else:
                 applier.destroy()
                 _keep_build_cache(engine, applier)
@@ -178,26 +183,29 @@ def platform(engine: docker.DockerClient) -> Iterator[Platform]:
 
 @pytest.fixture(scope="session")
 def example_dag(platform: Platform) -> str:
-    """The DAG of the example pipeline (the one pipeline the repository ships)."""
-    return _dag_with_tag(platform, "weather")
+    """The DAG of the example pipeline, once the dag-processor has stored it."""
+    return _wait_for_dag(platform, EXAMPLE_DAG)
 
 
-def _dag_with_tag(platform: Platform, word: str) -> str:
+def _wait_for_dag(platform: Platform, dag_id: str) -> str:
     deadline = time.monotonic() + 300
     while True:
         dags = platform.airflow.get("/api/v2/dags?limit=100")["dags"]
-        found = [d["dag_id"] for d in dags if word in d["dag_id"]]
-        if found:
-            assert len(found) == 1, f"several DAGs match {word!r}: {found}"
-            return str(found[0])
+        if any(d["dag_id"] == dag_id for d in dags):
+            return dag_id
         if time.monotonic() > deadline:
-            raise AssertionError(f"no DAG matching {word!r}; DAGs: {[d['dag_id'] for d in dags]}")
+            raise AssertionError(f"no DAG {dag_id!r}; DAGs: {[d['dag_id'] for d in dags]}")
         time.sleep(5)
 
 
 @pytest.fixture(scope="session")
 def smoke_dag(platform: Platform) -> str:
-    return _dag_with_tag(platform, "smoke")
+    return _wait_for_dag(platform, SMOKE_DAG)
+
+
+@pytest.fixture(scope="session")
+def generated_dag(platform: Platform) -> str:
+    return _wait_for_dag(platform, GENERATED_PIPELINE)
 
 
 @pytest.fixture(scope="session")

@@ -823,8 +823,9 @@ class Applier:
                 )
             time.sleep(2)
 
-    def destroy(self) -> None:
-        """Remove every container, network and volume the program declares, if present.
+    def destroy(self, *, volumes: bool = True) -> None:
+        """Remove every container, network and (unless `volumes` is False) volume the
+        program declares, if present.
 
         Task containers the platform itself started on the stack's networks go too: the
         test started them, through Airflow.
@@ -849,7 +850,7 @@ class Applier:
                 log.info("removed network %s", network_name)
             except docker.errors.NotFound:
                 pass
-        for volume_name in self.declared(VOLUME):
+        for volume_name in self.declared(VOLUME) if volumes else []:
             try:
                 self.client.volumes.get(volume_name).remove(force=True)
                 log.info("removed volume %s", volume_name)

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import base_images
 import deploy
 import docker
+import psycopg2
 
 from etlstack import render
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = PROJECT_ROOT / ".e2e-artifacts"
+CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 log = logging.getLogger("e2e")
 
@@ -164,11 +167,127 @@ class Platform:
             if r.inputs.get("mustRun", True) and not r.inputs.get("attach", False)
         ]
 
+    def warehouse(self) -> Any:
+        """A connection to the warehouse as the pipelines' role, on the published port."""
+        env = self.env("postgres")
+        port = self.overrides["docker"]["ports"]["postgres"]
+        try:
+            return psycopg2.connect(
+                host="127.0.0.1",
+                port=port,
+                user="warehouse",
+                password=env["WAREHOUSE_DB_PASSWORD"],
+                dbname="warehouse",
+                connect_timeout=10,
+            )
+        except psycopg2.OperationalError as error:
+            # Not chained: the report would print psycopg2's arguments, password included.
+            raise AssertionError(f"connecting to the warehouse on port {port}: {error}") from None
+
+    def assert_succeeded(self, dag_id: str, run_id: str, run: dict[str, Any]) -> None:
+        """The run and every task succeeded; otherwise fail with the failed tasks' logs."""
+        tasks = self.airflow.task_instances(dag_id, run_id)
+        states = {t["task_id"]: t["state"] for t in tasks}
+        if run["state"] != "success" or set(states.values()) != {"success"}:
+            logs = {
+                t["task_id"]: self.airflow.task_log(dag_id, run_id, t["task_id"], t["try_number"])[
+                    -2000:
+                ]
+                for t in tasks
+                if t["state"] != "success" and t["try_number"]
+            }
+            raise AssertionError(f"{dag_id} run {run_id}: {run['state']}, tasks {states}\n{logs}")
+
     def wait_all_healthy(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
         for name in self.long_running():
             self.applier.wait_healthy(name, max(deadline - time.monotonic(), 1))
         log.info("every container is running and healthy")
+
+
+def _merge(base: Any, extra: Any) -> Any:
+    if isinstance(base, dict) and isinstance(extra, dict):
+        return {k: _merge(base.get(k), v) if k in base else v for k, v in {**base, **extra}.items()}
+    return extra
+
+
+def stack_overrides(
+    project: Path,
+    stack: str,
+    client: docker.DockerClient,
+    stand_ins: dict[str, str],
+    ports: dict[str, int | None],
+) -> dict[str, Any]:
+    """The local stack as a team with an internal mirror (and a TLS interceptor) sets it."""
+    stack_file, _ = render.stack_file_config(project, stack)
+
+    def current(key: str) -> dict[str, Any]:
+        raw = stack_file.get(f"etlstack:{key}")
+        return json.loads(raw) if raw else {}
+
+    if not CA_BUNDLE.is_file():
+        raise RuntimeError(f"{CA_BUNDLE} is missing: image builds need the host's CA bundle")
+    build: dict[str, Any] = {}
+    extra = base_images.extra_ca_bundle(client, stand_ins["pythonBase"], CA_BUNDLE)
+    if extra:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        bundle = ARTIFACTS / "extra-ca.pem"
+        bundle.write_text(extra + "\n")
+        build["caBundleFile"] = str(bundle)
+    return {
+        "images": _merge(current("images"), stand_ins),
+        "build": _merge(current("build"), build),
+        "docker": _merge(current("docker"), {"bindAddress": "127.0.0.1", "ports": ports}),
+    }
+
+
+def applier_for(
+    client: docker.DockerClient, project: Path, stack: str, as_stack: str
+) -> deploy.Applier:
+    """An applier that knows the names `as_stack` declares: enough to remove its objects."""
+    return deploy.Applier(client, render.evaluate(stack, project, as_stack=as_stack), project)
+
+
+def platform_applier(
+    client: docker.DockerClient,
+    project: Path,
+    stack: str,
+    as_stack: str,
+    ports: dict[str, int | None],
+    secret_seed: bytes | None = None,
+) -> tuple[deploy.Applier, dict[str, Any]]:
+    """The applier for the stack file `stack` of `project` under the name `as_stack`, on the
+    base-image stand-ins, with real generated secrets (which it redacts from logs), the
+    same for every call with the same `secret_seed`."""
+    started = time.monotonic()
+    stand_ins = base_images.ensure(client)
+    log.info("base images ready (%.0fs)", time.monotonic() - started)
+    overrides = stack_overrides(project, stack, client, stand_ins, ports)
+    evaluation = render.evaluate(
+        stack,
+        project,
+        overrides=overrides,
+        real_secrets=True,
+        as_stack=as_stack,
+        secret_seed=secret_seed,
+    )
+    return deploy.Applier(client, evaluation, project), overrides
+
+
+def start_platform(
+    client: docker.DockerClient, applier: deploy.Applier, overrides: dict[str, Any]
+) -> Platform:
+    """Create what the applier's stack declares; return the platform once healthy."""
+    started = time.monotonic()
+    deployment = applier.apply()
+    outputs = deployment.outputs
+    airflow = AirflowAPI(
+        str(outputs["airflowUrl"]), str(outputs["adminUsername"]), str(outputs["adminPassword"])
+    )
+    platform = Platform(client, applier.evaluation, applier, deployment, overrides, airflow)
+    platform.wait_all_healthy()
+    log.info("platform deployed (%.0fs)", time.monotonic() - started)
+    return platform
 
 
 def http_status(url: str, headers: dict[str, str] | None = None) -> int:

@@ -25,7 +25,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import psycopg2
 import pytest
 from harness import PROJECT_ROOT, Platform, http_status, log
 
@@ -78,25 +77,8 @@ def _anonymous_docker() -> Iterator[docker.APIClient]:
             client.close()
 
 
-def _warehouse(platform: Platform) -> Any:
-    env = platform.env("postgres")
-    port = platform.overrides["docker"]["ports"]["postgres"]
-    try:
-        return psycopg2.connect(
-            host="127.0.0.1",
-            port=port,
-            user="warehouse",
-            password=env["WAREHOUSE_DB_PASSWORD"],
-            dbname="warehouse",
-            connect_timeout=10,
-        )
-    except psycopg2.OperationalError as error:
-        # Not chained: the report would print psycopg2's arguments, password included.
-        raise AssertionError(f"connecting to the warehouse on port {port}: {error}") from None
-
-
 def _warehouse_rows(platform: Platform) -> tuple[set[str], set[tuple[str, str, int]]]:
-    with _warehouse(platform) as conn, conn.cursor() as cur:
+    with platform.warehouse() as conn, conn.cursor() as cur:
         cur.execute("SELECT station_id FROM weather.stations")
         stations = {row[0] for row in cur.fetchall()}
         cur.execute("SELECT station_id, day::text, readings FROM weather.daily_summary")
@@ -162,20 +144,6 @@ def _put_file(container: Any, directory: str, name: str, text: str) -> None:
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         archive.addfile(info, io.BytesIO(data))
     assert container.put_archive(directory, buffer.getvalue())
-
-
-def _succeeded(platform: Platform, dag_id: str, run_id: str, run: dict[str, Any]) -> None:
-    tasks = platform.airflow.task_instances(dag_id, run_id)
-    states = {t["task_id"]: t["state"] for t in tasks}
-    if run["state"] != "success" or set(states.values()) != {"success"}:
-        logs = {
-            t["task_id"]: platform.airflow.task_log(dag_id, run_id, t["task_id"], t["try_number"])[
-                -2000:
-            ]
-            for t in tasks
-            if t["state"] != "success" and t["try_number"]
-        }
-        raise AssertionError(f"{dag_id} run {run_id}: {run['state']}, tasks {states}\n{logs}")
 
 
 # ---- the deployment itself ------------------------------------------------------------
@@ -269,7 +237,7 @@ def test_example_pipeline_runs_and_loads_the_warehouse(
     platform: Platform, example_dag: str, example_run: tuple[str, dict[str, Any]]
 ) -> None:
     run_id, run = example_run
-    _succeeded(platform, example_dag, run_id, run)
+    platform.assert_succeeded(example_dag, run_id, run)
     tasks = platform.airflow.task_instances(example_dag, run_id)
     assert len(tasks) >= 4, [t["task_id"] for t in tasks]
     stations, days = _warehouse_rows(platform)
@@ -349,7 +317,7 @@ def test_broken_dag_file_is_an_import_error_and_others_keep_running(
     # Only the broken file fails to import.
     assert all(BROKEN_DAG in str(e.get("filename")) for e in errors), errors
     run_id = platform.airflow.trigger(example_dag)
-    _succeeded(platform, example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))
+    platform.assert_succeeded(example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))
 
 
 def test_postgres_restart_keeps_history_and_data(
@@ -382,5 +350,5 @@ def test_postgres_restart_keeps_history_and_data(
     assert _warehouse_rows(platform) == rows_before
 
     run_id = platform.airflow.trigger(example_dag)
-    _succeeded(platform, example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))
+    platform.assert_succeeded(example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))
     assert _warehouse_rows(platform) == rows_before

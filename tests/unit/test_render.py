@@ -131,3 +131,19 @@ def test_image_builds_resolve_from_the_programs_working_directory(
         # A Dockerfile outside the context (the standard pipeline one) is sent with it.
         assert dockerfile.is_relative_to(context) or dockerfile == STANDARD_DOCKERFILE
         assert context.is_relative_to(PROJECT_ROOT)
+
+
+def test_real_secrets_are_random_unless_seeded_and_then_the_same_for_the_same_seed() -> None:
+    def secrets(seed: bytes | None) -> set[str]:
+        overrides = stack_overrides("local")
+        evaluation = render.evaluate(
+            "local", PROJECT_ROOT, overrides=overrides, real_secrets=True, secret_seed=seed
+        )
+        return evaluation.generated_secrets - {
+            s for s in evaluation.generated_secrets if s.startswith("$2")
+        }  # bcrypt hashes are salted afresh; the passwords they hash are what is compared
+
+    first, second = secrets(b"seed-one"), secrets(b"seed-one")
+    assert first and first == second
+    assert not first & secrets(b"seed-two")
+    assert not secrets(None) & secrets(None)
