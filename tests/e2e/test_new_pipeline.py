@@ -15,8 +15,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import GENERATED_PIPELINE
 from harness import Platform
+
+pytestmark = pytest.mark.e2e
 
 SCHEMA = GENERATED_PIPELINE.replace("-", "_")
 
