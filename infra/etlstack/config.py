@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -124,14 +125,25 @@ class Target(StrEnum):
 class Images(_Settings):
     """Third-party images. Point them at a mirror if Docker Hub is out of reach."""
 
-    # PostgreSQL 16: the version the official Airflow compose file runs.
-    postgres: ImageRef = "postgres:16.4-bookworm"
-    # The CNCF distribution registry, last 2.x release (htpasswd auth, filesystem storage).
-    registry: ImageRef = "registry:2.8.3"
-    # HAProxy 3.0 LTS: the Docker API proxy in front of the socket (docker target only).
-    docker_proxy: ImageRef = "haproxy:3.0.5-bookworm"
-    # The base of the Airflow and pipeline images: Debian 12, Python 3.11 as in the tests.
-    python_base: ImageRef = "python:3.11.10-slim-bookworm"
+    postgres: ImageRef = Field(
+        default="postgres:16.4-bookworm",
+        description="PostgreSQL 16, the version the official Airflow compose file runs.",
+    )
+    registry: ImageRef = Field(
+        default="registry:2.8.3",
+        description="The CNCF distribution registry, last 2.x release (htpasswd auth, "
+        "filesystem storage).",
+    )
+    docker_proxy: ImageRef = Field(
+        default="haproxy:3.0.5-bookworm",
+        description="HAProxy 3.0 LTS: the Docker API proxy in front of the socket "
+        "(docker target only).",
+    )
+    python_base: ImageRef = Field(
+        default="python:3.11.10-slim-bookworm",
+        description="The base of the Airflow and pipeline images: Debian 12 with Python 3.11, "
+        "as in the tests.",
+    )
 
 
 MAX_CA_BUNDLE_BYTES = 120 * 1024
@@ -140,9 +152,14 @@ MAX_CA_BUNDLE_BYTES = 120 * 1024
 class Build(_Settings):
     """How images are built on a network that needs a package mirror or an extra CA."""
 
-    pip_index_url: str | None = None
-    # A PEM file on the machine that runs `pulumi up`, for TLS-intercepting proxies.
-    ca_bundle_file: Path | None = None
+    pip_index_url: str | None = Field(
+        default=None, description="A package-index mirror for pip in image builds; unset: PyPI."
+    )
+    ca_bundle_file: Path | None = Field(
+        default=None,
+        description="A PEM file on the machine that runs `pulumi up` with only the extra CA "
+        "certificates image builds must trust (TLS-intercepting proxies); under 120 KiB.",
+    )
 
     @model_validator(mode="after")
     def _ca_bundle_exists(self) -> Build:
@@ -166,29 +183,63 @@ class Build(_Settings):
 
 
 class Resources(_Settings):
-    cpu: Quantity
-    memory: Quantity
+    """CPU and memory, as Kubernetes quantities; requests equal limits."""
+
+    cpu: Quantity = Field(description="CPU, e.g. '500m' or '1'.")
+    memory: Quantity = Field(description="Memory, e.g. '512Mi' or '2Gi'.")
 
 
 class Component(_Settings):
-    replicas: int = Field(default=1, ge=1, le=10)
-    resources: Resources = Resources(cpu="500m", memory="1Gi")
+    """One Airflow component's size."""
+
+    replicas: int = Field(
+        default=1, ge=1, le=10, description="Copies; only the api-server may have more than 1."
+    )
+    resources: Resources = Field(
+        default=Resources(cpu="500m", memory="1Gi"), description="Its CPU and memory."
+    )
 
 
 class Airflow(_Settings):
-    admin_username: KubernetesName = "admin"
-    admin_email: str = "admin@example.org"
-    api_server: Component = Component(resources=Resources(cpu="500m", memory="1Gi"))
-    scheduler: Component = Component(resources=Resources(cpu="1", memory="2Gi"))
-    dag_processor: Component = Component(resources=Resources(cpu="500m", memory="1Gi"))
-    triggerer: Component = Component(resources=Resources(cpu="250m", memory="512Mi"))
-    # How many task instances run at once across the platform ([core] parallelism).
-    parallelism: int = Field(default=16, ge=1, le=512)
-    # Slots of the pool every pipeline task runs in: the cap that keeps a burst of
-    # tasks from overwhelming the Docker daemon or the namespace's quota.
-    pipeline_task_slots: int = Field(default=8, ge=1, le=256)
-    # Limits of every pipeline task container or pod.
-    task_resources: Resources = Resources(cpu="1", memory="512Mi")
+    """Airflow's components and the limits of the tasks it launches."""
+
+    admin_username: KubernetesName = Field(
+        default="admin", description="The admin user created at the first deploy."
+    )
+    admin_email: str = Field(default="admin@example.org", description="The admin user's email.")
+    api_server: Component = Field(
+        default=Component(resources=Resources(cpu="500m", memory="1Gi")),
+        description="The api-server: UI, REST and execution API.",
+    )
+    scheduler: Component = Field(
+        default=Component(resources=Resources(cpu="1", memory="2Gi")),
+        description="The scheduler, with the LocalExecutor; one replica.",
+    )
+    dag_processor: Component = Field(
+        default=Component(resources=Resources(cpu="500m", memory="1Gi")),
+        description="The standalone dag-processor; one replica.",
+    )
+    triggerer: Component = Field(
+        default=Component(resources=Resources(cpu="250m", memory="512Mi")),
+        description="The triggerer; one replica.",
+    )
+    parallelism: int = Field(
+        default=16,
+        ge=1,
+        le=512,
+        description="How many task instances run at once across the platform ([core] parallelism).",
+    )
+    pipeline_task_slots: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Slots of the pool every pipeline task runs in: the cap that keeps a "
+        "burst of tasks from overwhelming the Docker daemon or the namespace's quota.",
+    )
+    task_resources: Resources = Field(
+        default=Resources(cpu="1", memory="512Mi"),
+        description="Limits of every pipeline task container or pod.",
+    )
 
     @model_validator(mode="after")
     def _replicas_make_sense(self) -> Airflow:
@@ -202,45 +253,78 @@ class Airflow(_Settings):
 
 
 class Postgres(_Settings):
-    # Use an external or managed database: its URL is the secret externalDatabaseUrl.
-    external: bool = False
-    storage_size: Quantity = "10Gi"
-    resources: Resources = Resources(cpu="500m", memory="1Gi")
-    # Keep the data volume when the stack is destroyed; set false only to really lose it.
-    retain_on_destroy: bool = True
+    """Airflow's metadata database and the warehouse."""
+
+    external: bool = Field(
+        default=False,
+        description="Use an external or managed database (kubernetes target): its URL is the "
+        "secret externalDatabaseUrl, and it keeps its own backups.",
+    )
+    storage_size: Quantity = Field(default="10Gi", description="Size of the data volume (PVC).")
+    resources: Resources = Field(
+        default=Resources(cpu="500m", memory="1Gi"), description="Its CPU and memory."
+    )
+    retain_on_destroy: bool = Field(
+        default=True,
+        description="Keep the data volume when the stack is destroyed; set false only to "
+        "really lose it.",
+    )
 
 
 class Registry(_Settings):
-    # Where images are pushed and pulled. On Docker the deployed registry is published
-    # at bindAddress:ports.registry and this may stay empty.
-    host: str | None = None
-    # Use a registry you already run at `host`; its password is the secret registryPassword.
-    external: bool = False
-    # Use the registry another stack of this project deploys, e.g. prod pulling exactly
-    # what dev pushed: its address and password are read from that stack's outputs.
-    from_stack: KubernetesName | None = None
-    username: KubernetesName = "etlstack"
-    storage_size: Quantity = "20Gi"
-    # Kubernetes: the TLS Secret of the registry's Ingress (kubelets pull over HTTPS);
-    # unset, the ingress controller's default certificate is served.
-    tls_secret_name: KubernetesName | None = None
+    """Where the platform's images are pushed and pulled."""
+
+    host: str | None = Field(
+        default=None,
+        description="The registry's address. On docker the deployed registry is published at "
+        "bindAddress:ports.registry and this may stay empty; required on kubernetes.",
+    )
+    external: bool = Field(
+        default=False,
+        description="Use a registry you already run at `host`; its password is the secret "
+        "registryPassword.",
+    )
+    from_stack: KubernetesName | None = Field(
+        default=None,
+        description="Use the registry another stack of this project deploys, e.g. prod pulling "
+        "exactly what dev pushed: its address and password are read from that stack's "
+        "outputs (kubernetes target).",
+    )
+    username: KubernetesName = Field(default="etlstack", description="The registry's user.")
+    storage_size: Quantity = Field(default="20Gi", description="Size of its storage volume.")
+    tls_secret_name: KubernetesName | None = Field(
+        default=None,
+        description="Kubernetes: the TLS Secret of the registry's Ingress (kubelets pull over "
+        "HTTPS); unset, the ingress controller's default certificate is served.",
+    )
 
 
 class Ports(_Settings):
-    airflow: Port = 8080
-    registry: Port = 5000
-    # PostgreSQL is not published unless a port is given.
-    postgres: Port | None = None
+    """Ports published on docker.bindAddress."""
+
+    airflow: Port = Field(default=8080, description="Airflow's UI and REST API.")
+    registry: Port = Field(default=5000, description="The registry.")
+    postgres: Port | None = Field(
+        default=None, description="PostgreSQL; not published unless a port is given."
+    )
 
 
 class Docker(_Settings):
     """The single-host target."""
 
-    socket_path: str = "/var/run/docker.sock"
-    # The group that owns the socket; the proxy joins it instead of running as root.
-    socket_gid: int | Literal["auto"] = "auto"
-    bind_address: IPAddress = "127.0.0.1"
-    ports: Ports = Ports()
+    socket_path: str = Field(
+        default="/var/run/docker.sock", description="The Docker Engine's socket on the host."
+    )
+    socket_gid: int | Literal["auto"] = Field(
+        default="auto",
+        description="The group that owns the socket; the proxy joins it instead of running as "
+        "root. 'auto' reads it from the socket at `pulumi up`.",
+    )
+    bind_address: IPAddress = Field(
+        default="127.0.0.1",
+        description="Where ports are published: 127.0.0.1 (this machine only) or 0.0.0.0.",
+    )
+    ports: Ports = Field(default=Ports(), description="The published ports.")
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> Docker:
@@ -257,13 +341,19 @@ class Docker(_Settings):
 
 
 class Ingress(_Settings):
-    enabled: bool = False
-    host: str | None = None
-    class_name: str | None = None
-    tls_secret_name: KubernetesName | None = None
-    # Where the ingress controller runs: the only namespace whose pods may reach the
-    # api-server and the registry from outside the platform (NetworkPolicies).
-    controller_namespace: KubernetesName = "ingress-nginx"
+    """How the api-server and the registry are reached from outside the cluster."""
+
+    enabled: bool = Field(default=False, description="Create the Ingress.")
+    host: str | None = Field(default=None, description="Its host name; required when enabled.")
+    class_name: str | None = Field(default=None, description="The IngressClass to use.")
+    tls_secret_name: KubernetesName | None = Field(
+        default=None, description="The TLS Secret it serves; unset: the controller's default."
+    )
+    controller_namespace: KubernetesName = Field(
+        default="ingress-nginx",
+        description="Where the ingress controller runs: the only namespace whose pods may "
+        "reach the api-server and the registry from outside the platform (NetworkPolicies).",
+    )
 
     @model_validator(mode="after")
     def _host_when_enabled(self) -> Ingress:
@@ -278,18 +368,31 @@ SUPPORTED_KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(25, 38))
 class Kubernetes(_Settings):
     """The cluster target."""
 
-    context: str
-    version: Literal[SUPPORTED_KUBERNETES_VERSIONS]  # type: ignore[valid-type]
-    namespace: KubernetesName = "etlstack"
-    pipelines_namespace: KubernetesName = "etlstack-pipelines"
-    storage_class: str | None = None
-    ingress: Ingress = Ingress()
-    # Where the Kubernetes API server is, for the egress NetworkPolicy of the pods that
-    # launch task pods; narrow it to the API server's address if you know it.
-    api_server_cidr: Cidr = "0.0.0.0/0"
-    # Networks pipeline pods may reach besides the warehouse and DNS, e.g. the sources
-    # they extract from. Empty: nothing else.
-    pipeline_egress_cidrs: list[Cidr] = []
+    context: str = Field(description="The kubeconfig context of the cluster.")
+    version: Literal[SUPPORTED_KUBERNETES_VERSIONS] = Field(  # type: ignore[valid-type]
+        description="The cluster's Kubernetes version (1.25 to 1.37): objects are validated "
+        "against its schemas."
+    )
+    namespace: KubernetesName = Field(default="etlstack", description="The platform's namespace.")
+    pipelines_namespace: KubernetesName = Field(
+        default="etlstack-pipelines", description="Where task pods run, apart from the platform."
+    )
+    storage_class: str | None = Field(
+        default=None, description="The StorageClass of the volumes; unset: the cluster's default."
+    )
+    ingress: Ingress = Field(
+        default=Ingress(), description="Ingress of the api-server and registry."
+    )
+    api_server_cidr: Cidr = Field(
+        default="0.0.0.0/0",
+        description="Where the Kubernetes API server is, for the egress NetworkPolicy of the "
+        "pods that launch task pods; narrow it to the API server's address if you know it.",
+    )
+    pipeline_egress_cidrs: list[Cidr] = Field(
+        default=[],
+        description="Networks pipeline pods may reach besides the warehouse and DNS, e.g. the "
+        "sources they extract from. Empty: nothing else.",
+    )
 
     @model_validator(mode="after")
     def _namespaces_distinct(self) -> Kubernetes:
@@ -306,56 +409,75 @@ class Kubernetes(_Settings):
 ArtifactName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
 
 
-class StackSettings(_Settings):
-    """Everything under `etlstack:` in a stack file, secrets excepted."""
+class _StackSettings(_Settings):
+    """What every stack file may hold under `etlstack:`, whatever its target (secrets aside)."""
 
-    target: Target
-    images: Images = Images()
-    build: Build = Build()
-    airflow: Airflow = Airflow()
-    postgres: Postgres = Postgres()
-    registry: Registry = Registry()
-    docker: Docker | None = None
-    kubernetes: Kubernetes | None = None
-    # Pinned references promoted from another stack. When set, nothing is built:
-    # the stack deploys exactly these.
-    artifacts: dict[ArtifactName, str] | None = None
+    images: Images = Field(default=Images(), description=Images.__doc__)
+    build: Build = Field(default=Build(), description=Build.__doc__)
+    airflow: Airflow = Field(default=Airflow(), description=Airflow.__doc__)
+    postgres: Postgres = Field(default=Postgres(), description=Postgres.__doc__)
+    registry: Registry = Field(default=Registry(), description=Registry.__doc__)
+    artifacts: dict[ArtifactName, str] | None = Field(
+        default=None,
+        description="References pinned by `etlstack promote` from the stack that ran them: "
+        "'airflow', 'dags' and each pipeline. When set, nothing is built: the stack deploys "
+        "exactly these.",
+    )
 
     @model_validator(mode="after")
-    def _target_blocks(self) -> StackSettings:
-        if self.target is Target.KUBERNETES:
-            if self.kubernetes is None:
-                raise ValueError(
-                    "target kubernetes needs the kubernetes block; set at least "
-                    "kubernetes.context and kubernetes.version"
-                )
-            if self.docker is not None:
-                raise ValueError("the docker block is only read when target is docker; remove it")
-            if self.registry.from_stack is not None:
-                if self.registry.host or self.registry.external:
-                    raise ValueError(
-                        "registry.fromStack takes the registry's address and password from "
-                        f"stack {self.registry.from_stack!r}; remove registry.host and "
-                        "registry.external"
-                    )
-            elif not self.registry.host:
-                raise ValueError(
-                    "registry.host is required on kubernetes: the address the cluster "
-                    "pulls images from"
-                )
-        elif self.registry.from_stack is not None:
-            raise ValueError("registry.fromStack is for the kubernetes target; remove it")
-        elif self.kubernetes is not None:
-            raise ValueError(
-                "the kubernetes block is only read when target is kubernetes; remove it"
-            )
+    def _artifacts_pinned(self) -> _StackSettings:
         if self.artifacts is not None:
             check_artifacts(self.artifacts)
-        if self.target is Target.DOCKER and self.postgres.external:
+        return self
+
+
+class DockerStackSettings(_StackSettings):
+    """A stack on one Docker host."""
+
+    target: Literal[Target.DOCKER] = Field(description="Where the platform runs.")
+    docker: Docker = Field(default=Docker(), description=Docker.__doc__)
+
+    @model_validator(mode="after")
+    def _docker_rules(self) -> DockerStackSettings:
+        if self.registry.from_stack is not None:
+            raise ValueError("registry.fromStack is for the kubernetes target; remove it")
+        if self.postgres.external:
             raise ValueError(
                 "postgres.external is for the kubernetes target; on docker the stack runs PostgreSQL"
             )
         return self
+
+
+class KubernetesStackSettings(_StackSettings):
+    """A stack on a Kubernetes cluster."""
+
+    target: Literal[Target.KUBERNETES] = Field(description="Where the platform runs.")
+    kubernetes: Kubernetes = Field(description=Kubernetes.__doc__)
+
+    @model_validator(mode="after")
+    def _registry_rules(self) -> KubernetesStackSettings:
+        if self.registry.from_stack is not None:
+            if self.registry.host or self.registry.external:
+                raise ValueError(
+                    "registry.fromStack takes the registry's address and password from "
+                    f"stack {self.registry.from_stack!r}; remove registry.host and "
+                    "registry.external"
+                )
+        elif not self.registry.host:
+            raise ValueError(
+                "registry.host is required on kubernetes: the address the cluster pulls images from"
+            )
+        return self
+
+
+# The target decides which block a stack file has: a docker stack cannot carry a
+# kubernetes block, nor the other way round.
+StackSettings = Annotated[
+    DockerStackSettings | KubernetesStackSettings, Field(discriminator="target")
+]
+_STACK_SETTINGS: TypeAdapter[DockerStackSettings | KubernetesStackSettings] = TypeAdapter(
+    StackSettings
+)
 
 
 def check_artifacts(artifacts: dict[str, str]) -> None:
@@ -389,7 +511,7 @@ class Secrets:
 @dataclass(frozen=True)
 class StackConfig:
     stack: str
-    settings: StackSettings
+    settings: DockerStackSettings | KubernetesStackSettings
     secrets: Secrets
     # The project root: where airflow_image/, dags/ and pipelines/ are.
     project_root: Path
@@ -400,12 +522,12 @@ class StackConfig:
 
     @property
     def docker(self) -> Docker:
-        assert self.settings.docker is not None, "docker settings exist for the docker target"
+        assert isinstance(self.settings, DockerStackSettings), "read only on the docker target"
         return self.settings.docker
 
     @property
     def kubernetes(self) -> Kubernetes:
-        assert self.settings.kubernetes is not None, "kubernetes settings exist for that target"
+        assert isinstance(self.settings, KubernetesStackSettings), "read only on kubernetes"
         return self.settings.kubernetes
 
 
@@ -413,15 +535,40 @@ def _fix_hint(key: str) -> str:
     return f"fix it with: pulumi config set --path '{NAMESPACE}:{key}' <value>"
 
 
+# What a setting that belongs to the other target means, in the user's words.
+_TARGET_BLOCKS = {
+    "docker": "the docker block is only read when target is docker; remove it",
+    "kubernetes": "the kubernetes block is only read when target is kubernetes; remove it",
+}
+
+
 def _format_validation_error(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
-        key = ".".join(str(part) for part in problem["loc"])
+        location = list(problem["loc"])
+        # Errors inside one target's settings start with the target's tag.
+        if location and location[0] in (Target.DOCKER.value, Target.KUBERNETES.value):
+            location = location[1:]
+        key = ".".join(str(part) for part in location)
         message = problem["msg"].removeprefix("Value error, ")
-        if problem["type"] == "extra_forbidden":
+        if problem["type"] == "union_tag_not_found":
+            lines.append(f"{NAMESPACE}:target: required but not set; {_fix_hint('target')}")
+        elif problem["type"] == "union_tag_invalid":
+            lines.append(
+                f"{NAMESPACE}:target: {problem['input'].get('target')!r} is not a target; "
+                f"it must be 'docker' or 'kubernetes'; {_fix_hint('target')}"
+            )
+        elif problem["type"] == "extra_forbidden" and key in _TARGET_BLOCKS:
+            lines.append(f"{NAMESPACE}: {_TARGET_BLOCKS[key]}")
+        elif problem["type"] == "missing" and key == "kubernetes":
+            lines.append(
+                f"{NAMESPACE}: target kubernetes needs the kubernetes block; set at least "
+                "kubernetes.context and kubernetes.version"
+            )
+        elif problem["type"] == "extra_forbidden":
             lines.append(
                 f"{NAMESPACE}:{key}: unknown setting; remove it or check its spelling "
-                f"(every setting is listed in infra/etlstack/config.py)"
+                f"(every setting is listed in docs/settings.md)"
             )
         elif problem["type"] == "missing":
             lines.append(f"{NAMESPACE}:{key}: required but not set; {_fix_hint(key)}")
@@ -437,20 +584,25 @@ def _format_validation_error(error: ValidationError) -> str:
     return "invalid stack configuration:\n  " + "\n  ".join(lines)
 
 
-def parse_settings(raw: Mapping[str, Any]) -> StackSettings:
+def parse_settings(raw: Mapping[str, Any]) -> DockerStackSettings | KubernetesStackSettings:
     """Validate the `etlstack:` settings of a stack (keys without the namespace)."""
     try:
-        return StackSettings.model_validate(dict(raw))
+        return _STACK_SETTINGS.validate_python(dict(raw))
     except ValidationError as error:
         raise ConfigError(_format_validation_error(error)) from None
 
 
-def _resolve_socket_gid(docker: Docker) -> Docker:
+def _resolve_socket_gid(docker: Docker, offline: bool) -> Docker:
     if docker.socket_gid != "auto":
         return docker
     try:
         gid = os.stat(docker.socket_path).st_gid
     except OSError:
+        if offline:
+            # A review needs no engine: show what `pulumi up` will read instead.
+            return docker.model_copy(
+                update={"socket_gid": f"<group of {docker.socket_path}, read at pulumi up>"}
+            )
         raise ConfigError(
             f"{NAMESPACE}:docker.socketGid is 'auto' but the Docker socket "
             f"{docker.socket_path!r} cannot be read; start Docker, or set "
@@ -465,18 +617,21 @@ def load_config(
     raw: Mapping[str, Any],
     secret_keys: set[str],
     project_root: Path,
+    *,
+    offline: bool = False,
 ) -> StackConfig:
     """Build the typed configuration of `stack` from its raw `etlstack:` settings.
 
     `raw` maps keys without the namespace to values as Pulumi hands them over
     (strings, or objects already parsed from JSON); `secret_keys` names the keys that
-    the stack file holds encrypted.
+    the stack file holds encrypted. `offline` (a render) reads nothing from the host
+    that `pulumi up` would read there, and shows what it would read instead.
     """
     plain = {k: v for k, v in raw.items() if k not in SECRET_KEYS}
     settings = parse_settings(plain)
-    if settings.target is Target.DOCKER:
+    if isinstance(settings, DockerStackSettings):
         settings = settings.model_copy(
-            update={"docker": _resolve_socket_gid(settings.docker or Docker())}
+            update={"docker": _resolve_socket_gid(settings.docker, offline)}
         )
 
     for key in SECRET_KEYS:
@@ -516,7 +671,7 @@ def _parse_raw_value(value: str) -> Any:
     return parsed if isinstance(parsed, dict | list) else value
 
 
-def load_from_pulumi(project_root: Path) -> StackConfig:
+def load_from_pulumi(project_root: Path, *, offline: bool = False) -> StackConfig:
     """Read this stack's `etlstack:` settings from the running Pulumi engine."""
     from pulumi.runtime import config as runtime_config
 
@@ -529,10 +684,7 @@ def load_from_pulumi(project_root: Path) -> StackConfig:
     }
     secret_keys = {
         key.removeprefix(prefix)
-        for key in {
-            *runtime_config.get_config_secret_keys_env(),
-            *runtime_config._SECRET_KEYS.get(),
-        }
-        if key.startswith(prefix)
+        for key in everything
+        if key.startswith(prefix) and runtime_config.is_config_secret(key)
     }
-    return load_config(pulumi.get_stack(), raw, secret_keys, project_root)
+    return load_config(pulumi.get_stack(), raw, secret_keys, project_root, offline=offline)

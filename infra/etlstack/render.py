@@ -48,6 +48,8 @@ class Resource:
     protect: bool = False
     retain_on_delete: bool = False
     delete_before_replace: bool = False
+    # The types this resource was known by before (aliases): the engine takes those over.
+    former_types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -215,6 +217,11 @@ def stack_file_config(project_root: Path, stack: str) -> tuple[dict[str, str], l
         document = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path.name} is not valid YAML: {error}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("config") or {}, dict):
+        raise ConfigError(
+            f"{path.name} must be a mapping with a `config:` mapping of settings "
+            "(`etlstack:target: docker`, ...); see docs/settings.md"
+        )
     config: dict[str, str] = {}
     secret_keys: list[str] = []
     for key, value in (document.get("config") or {}).items():
@@ -242,6 +249,7 @@ def evaluate(
     program: Callable[[StackConfig], Any] | None = None,
     as_stack: str | None = None,
     secret_seed: bytes | None = None,
+    offline: bool = True,
 ) -> Evaluation:
     """Evaluate the program for `stack` under the mock runtime.
 
@@ -249,7 +257,9 @@ def evaluate(
     written in the stack file) without touching the file. `as_stack` evaluates that
     stack file under another stack name (whose resource names it then gets), as a
     second stack with the same settings would be. With `secret_seed`, the real secrets
-    are the same at every evaluation with that seed (see PlatformMocks).
+    are the same at every evaluation with that seed (see PlatformMocks). `offline`
+    (a review) reads nothing from this machine that `pulumi up` reads, such as the
+    Docker socket's group; an evaluation that will be deployed passes False.
     """
     from etlstack.program import build
 
@@ -268,7 +278,7 @@ def evaluate(
     pulumi.runtime.set_all_config(config, secret_keys)
 
     # The configuration is validated before any resource exists, exactly as in `pulumi up`.
-    stack_config = load_from_pulumi(project_root)
+    stack_config = load_from_pulumi(project_root, offline=offline)
     evaluation = Evaluation(stack=as_stack or stack, config=stack_config)
 
     @pulumi.runtime.test
@@ -297,6 +307,7 @@ def evaluate(
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
+                former_types=[a.spec.type for a in request.aliases if a.spec.type],
             )
         )
     return evaluation

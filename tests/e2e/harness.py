@@ -270,6 +270,7 @@ def platform_applier(
         real_secrets=True,
         as_stack=as_stack,
         secret_seed=secret_seed,
+        offline=False,
     )
     return deploy.Applier(client, evaluation, project), overrides
 

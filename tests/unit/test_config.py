@@ -206,3 +206,43 @@ def test_a_bad_stack_file_fails_before_any_resource_is_declared(tmp_path: Path) 
     with pytest.raises(ConfigError, match="etlstack:colour: unknown setting"):
         render.evaluate("broken", tmp_path, program=lambda config: declared.append("program ran"))
     assert declared == []
+
+
+@pytest.mark.parametrize("text", ["config:\n  - etlstack:target\n", "just a string\n"])
+def test_a_stack_file_that_is_not_a_mapping_is_a_configuration_error(
+    tmp_path: Path, text: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from etlstack.cli import main
+
+    (tmp_path / "Pulumi.yaml").write_text("name: etlstack\n")
+    (tmp_path / "Pulumi.broken.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["render", "broken", "--out", str(tmp_path / "out")]) == 2
+
+    error = capsys.readouterr().err
+    assert "Pulumi.broken.yaml must be a mapping with a `config:` mapping" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_review_needs_no_docker_engine_and_shows_what_pulumi_up_reads(
+    evaluate: Any,
+) -> None:
+    socket = "/nonexistent/docker.sock"
+    evaluation = evaluate("local", docker={"socketGid": "auto", "socketPath": socket})
+
+    (proxy,) = [
+        r for r in evaluation.by_type("docker:index/container:Container") if "proxy" in r.name
+    ]
+    assert proxy.inputs["groupAdds"] == [f"<group of {socket}, read at pulumi up>"]
+
+
+def test_the_target_decides_which_block_a_stack_may_hold() -> None:
+    docker = parse_settings({"target": "docker"})
+    kubernetes = parse_settings(kubernetes_stack())
+    assert not hasattr(docker, "kubernetes")
+    assert not hasattr(kubernetes, "docker")
+    assert "kubernetes block is only read when target is kubernetes" in error_of(
+        docker_stack(kubernetes={"context": "c", "version": "1.30"})
+    )
