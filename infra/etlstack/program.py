@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import pulumi
 
+from etlstack.artifacts import PlatformImages
 from etlstack.catalog import discover
 from etlstack.config import StackConfig, Target
 
 
-def build(config: StackConfig) -> None:
+class Platform(Protocol):
+    """What every target's platform gives the stack's outputs."""
+
+    airflow_url: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+    registry_server: pulumi.Output[str]
+    registry_password: pulumi.Output[str]
+    images: PlatformImages
+
+
+def _platform(config: StackConfig) -> Platform:
     catalog = discover(config.project_root)
     if config.target is Target.DOCKER:
         from etlstack.docker import DockerPlatform, DockerPlatformArgs
 
-        platform = DockerPlatform("etlstack", DockerPlatformArgs(config=config, catalog=catalog))
-    else:
-        from etlstack.kubernetes import KubernetesPlatform, KubernetesPlatformArgs
+        return DockerPlatform("etlstack", DockerPlatformArgs(config=config, catalog=catalog))
+    from etlstack.kubernetes import KubernetesPlatform, KubernetesPlatformArgs
 
-        platform = KubernetesPlatform(  # type: ignore[assignment]
-            "etlstack", KubernetesPlatformArgs(config=config, catalog=catalog)
-        )
+    return KubernetesPlatform("etlstack", KubernetesPlatformArgs(config=config, catalog=catalog))
 
+
+def build(config: StackConfig) -> None:
+    platform = _platform(config)
     pulumi.export("target", config.target.value)
     pulumi.export("airflowUrl", platform.airflow_url)
     pulumi.export("adminUsername", config.settings.airflow.admin_username)

@@ -203,4 +203,12 @@ class Airflow(pulumi.ComponentResource):
             "dag-processor", DAG_PROCESSOR, ["airflow", "dag-processor"], "dag-processor"
         )
         self.triggerer = component("triggerer", TRIGGERER, ["airflow", "triggerer"], "triggerer")
-        self.register_outputs({})
+        self.register_outputs(
+            {
+                "migration": self.migration.name,
+                "apiServer": self.api_server.name,
+                "scheduler": self.scheduler.name,
+                "dagProcessor": self.dag_processor.name,
+                "triggerer": self.triggerer.name,
+            }
+        )

@@ -106,4 +106,4 @@ class DockerApiProxy(pulumi.ComponentResource):
             restart="unless-stopped",
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        self.register_outputs({})
+        self.register_outputs({"container": self.container.name, "url": self.url})

@@ -56,4 +56,10 @@ class PlatformNetworks(pulumi.ComponentResource):
             # Not internal: pipelines extract from sources outside this host.
             opts=child,
         )
-        self.register_outputs({})
+        self.register_outputs(
+            {
+                "platform": self.platform.name,
+                "dockerApi": self.docker_api.name,
+                "pipelines": self.pipelines.name,
+            }
+        )

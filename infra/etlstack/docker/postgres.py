@@ -133,4 +133,11 @@ class Postgres(pulumi.ComponentResource):
             # A fixed name and port: the old container must go before the new one starts.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
-        self.register_outputs({})
+        self.register_outputs(
+            {
+                "container": self.container.name,
+                "volume": self.volume.name,
+                "airflowPassword": self.airflow_password,
+                "warehousePassword": self.warehouse_password,
+            }
+        )

@@ -57,7 +57,7 @@ class Registry(pulumi.ComponentResource):
                 username=username,
                 password=args.config.secrets.registry_password,
             )
-            self.register_outputs({})
+            self.register_outputs({"server": self.access.server})
             return
 
         child = pulumi.ResourceOptions(parent=self)
@@ -110,4 +110,4 @@ class Registry(pulumi.ComponentResource):
             username=username,
             password=generated.result,
         )
-        self.register_outputs({})
+        self.register_outputs({"server": self.access.server, "container": self.container.name})

@@ -5,8 +5,8 @@ every Airflow container takes both with `envFrom`. A ConfigMap keeps its fixed n
 when its data changes, so the pod templates carry a hash of that data: new settings
 (a new pipeline image in ETLSTACK_RUNTIME, say) roll the Deployments.
 
-Each component (api_server, scheduler, dag_processor, triggerer) is an
-`AirflowWorkload`: its own ServiceAccount and a Deployment whose pods wait for the
+Each component (the api-server, and the scheduler, dag-processor and triggerer of
+workloads.py) is an `AirflowWorkload`: its own ServiceAccount and a Deployment whose pods wait for the
 database migrations (`airflow db check-migrations`, as the official chart does),
 run as uid 50000 on a read-only root filesystem, and write only to emptyDirs.
 """
@@ -91,7 +91,7 @@ class AirflowConfig(pulumi.ComponentResource):
         self.config_hash = pulumi.Output.from_input(args.plain).apply(
             lambda data: hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
         )
-        self.register_outputs({})
+        self.register_outputs({"configHash": self.config_hash})
 
 
 @dataclass(frozen=True)
@@ -206,12 +206,15 @@ class AirflowWorkload(pulumi.ComponentResource):
 
     def __init__(
         self,
-        type_: str,
         name: str,
         spec: WorkloadSpec,
         pod: AirflowPod,
         opts: pulumi.ResourceOptions | None = None,
+        *,
+        type_: str = "etlstack:kubernetes:AirflowWorkload",
+        more_children: bool = False,
     ) -> None:
+        """`more_children`: a subclass adds children and registers the outputs itself."""
         super().__init__(type_, name, None, opts)
         self.component = spec.component
         account = service_account_name(spec.component)
@@ -253,3 +256,5 @@ class AirflowWorkload(pulumi.ComponentResource):
             ),
             opts=child(self, depends_on=[*pod.depends_on, service_account]),
         )
+        if not more_children:
+            self.register_outputs({"deployment": self.deployment.metadata.name})

@@ -52,7 +52,14 @@ class ApiServer(AirflowWorkload):
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=API_SERVER_PORT)],
             probes=_probes(),
         )
-        super().__init__("etlstack:kubernetes:AirflowApiServer", name, spec, pod, opts)
+        super().__init__(
+            name,
+            spec,
+            pod,
+            opts,
+            type_="etlstack:kubernetes:AirflowApiServer",
+            more_children=True,
+        )
         object_labels = labels("airflow", COMPONENT)
         service = k8s.core.v1.Service(
             SERVICE,
@@ -92,4 +99,6 @@ class ApiServer(AirflowWorkload):
                 ),
                 opts=child(self, depends_on=[service]),
             )
-        self.register_outputs({})
+        self.register_outputs(
+            {"deployment": self.deployment.metadata.name, "service": service.metadata.name}
+        )

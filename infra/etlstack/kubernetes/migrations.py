@@ -98,4 +98,4 @@ class Migrations(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
             ),
         )
-        self.register_outputs({})
+        self.register_outputs({"job": self.job.metadata.name})

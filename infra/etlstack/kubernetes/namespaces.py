@@ -44,4 +44,4 @@ class Namespaces(pulumi.ComponentResource):
             )
             for namespace in (args.platform, args.pipelines)
         ]
-        self.register_outputs({})
+        self.register_outputs({"platform": self.platform, "pipelines": self.pipelines})

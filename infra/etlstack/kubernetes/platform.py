@@ -37,18 +37,14 @@ from etlstack.kubernetes.common import (
     child,
     service_dns,
 )
-from etlstack.kubernetes.dag_processor import DagProcessor
 from etlstack.kubernetes.migrations import Migrations, MigrationsArgs
 from etlstack.kubernetes.namespaces import Namespaces, NamespacesArgs
 from etlstack.kubernetes.network_policies import NetworkPolicies, NetworkPoliciesArgs
 from etlstack.kubernetes.postgres import Postgres, PostgresArgs
 from etlstack.kubernetes.rbac import PodLauncherRbac, PodLauncherRbacArgs
 from etlstack.kubernetes.registry import Registry, RegistryArgs
-from etlstack.kubernetes.scheduler import COMPONENT as SCHEDULER
-from etlstack.kubernetes.scheduler import Scheduler
 from etlstack.kubernetes.secrets import PlatformSecrets, PlatformSecretsArgs
-from etlstack.kubernetes.triggerer import COMPONENT as TRIGGERER
-from etlstack.kubernetes.triggerer import Triggerer
+from etlstack.kubernetes.workloads import POD_LAUNCHERS, background_components
 
 
 @dataclass(frozen=True)
@@ -186,7 +182,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             PodLauncherRbacArgs(
                 platform_namespace=platform_ns,
                 pipelines_namespace=pipelines_ns,
-                launchers=[service_account_name(SCHEDULER), service_account_name(TRIGGERER)],
+                launchers=[service_account_name(c) for c in POD_LAUNCHERS],
                 depends_on=in_namespaces,
             ),
             opts=on_cluster,
@@ -227,9 +223,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             depends_on=[*pod.depends_on, migrations.job],
         )
         ApiServer("api-server", config, migrated, opts=on_cluster)
-        Scheduler("scheduler", config, migrated, opts=on_cluster)
-        DagProcessor("dag-processor", config, migrated, opts=on_cluster)
-        Triggerer("triggerer", config, migrated, opts=on_cluster)
+        background_components(config.settings.airflow, migrated, on_cluster)
 
         self.airflow_url = pulumi.Output.from_input(public_url(config))
         self.admin_password = secrets.admin_password

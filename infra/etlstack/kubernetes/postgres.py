@@ -93,7 +93,12 @@ class Postgres(pulumi.ComponentResource):
             self.airflow_database_url = pulumi.Output.secret(external)
             self.warehouse_url = pulumi.Output.secret(external.apply(warehouse_url_from))
             self.ready = []
-            self.register_outputs({})
+            self.register_outputs(
+                {
+                    "airflowDatabaseUrl": self.airflow_database_url,
+                    "warehouseUrl": self.warehouse_url,
+                }
+            )
             return
 
         namespace = args.namespace
@@ -251,4 +256,6 @@ class Postgres(pulumi.ComponentResource):
             )
         )
         self.ready = [statefulset]
-        self.register_outputs({})
+        self.register_outputs(
+            {"airflowDatabaseUrl": self.airflow_database_url, "warehouseUrl": self.warehouse_url}
+        )

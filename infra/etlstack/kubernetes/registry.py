@@ -65,14 +65,14 @@ class Registry(pulumi.ComponentResource):
             )
             self.server = source.require_output("registry").apply(str)
             self.password = pulumi.Output.secret(source.require_output("registryPassword"))
-            self.register_outputs({})
+            self.register_outputs({"server": self.server})
             return
         assert settings.host, "config requires registry.host on kubernetes"
         if settings.external:
             assert args.config.secrets.registry_password is not None
             self.server = pulumi.Output.from_input(settings.host)
             self.password = pulumi.Output.secret(args.config.secrets.registry_password)
-            self.register_outputs({})
+            self.register_outputs({"server": self.server})
             return
 
         namespace = args.namespace
@@ -234,4 +234,4 @@ class Registry(pulumi.ComponentResource):
         # Pushing needs the registry to answer: the server resolves only once it does.
         host = settings.host
         self.server = pulumi.Output.all(deployment.id, ingress.id).apply(lambda _: host)
-        self.register_outputs({})
+        self.register_outputs({"server": self.server})
