@@ -10,6 +10,7 @@ help:
 	@echo "make up        bring up the local platform (needs the pulumi CLI and Docker)"
 	@echo "make test      lint, type-check, unit tests and the end-to-end run"
 	@echo "make unit      the fast tests only (mock runtime, no Docker)"
+	@echo "make lint      ruff, shellcheck, hadolint, yamllint and shebangs (as the pre-commit hooks)"
 	@echo "make e2e       the end-to-end run on a real Docker Engine"
 	@echo "make bench     benchmarks on the real platform; writes BENCHMARKS.md"
 	@echo "make try       the local platform without the Pulumi CLI (the test harness deploys it)"
@@ -26,9 +27,36 @@ $(STAMP): pyproject.toml requirements-dev.txt airflow_image/requirements.txt air
 
 venv: $(STAMP)
 
+# Every linter of .pre-commit-config.yaml, over every file git tracks or would track (so
+# .venv, .venvs and rendered/ never count); any finding fails. Keep the two in step: each
+# command here is a hook there, with the same tool and options (all pinned in
+# requirements-dev.txt).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	@# Shell scripts: *.sh, and any file whose first line is a sh or bash shebang (.ci/run,
+	@# tests/e2e/engine.sh). The new-pipeline templates are checked rendered, next.
+	set -o pipefail; git ls-files -z --cached --others --exclude-standard \
+	  | while IFS= read -r -d '' f; do \
+	      if [[ ! -f $$f || $$f == *.tmpl ]]; then continue; fi; \
+	      first=; IFS= read -r first <"$$f" || true; re='^#!.*[/ ](ba|da|k)?sh( |$$)'; \
+	      if [[ $$f == *.sh || $$first =~ $$re ]]; then printf '%s\0' "$$f"; fi; \
+	    done \
+	  | xargs -0 --no-run-if-empty $(VENV)/bin/shellcheck
+	@# The run_*.sh.tmpl templates as `etlstack new-pipeline` writes them into a new
+	@# pipeline ({{package}} is a placeholder, not shell), in a throwaway project.
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT \
+	  && mkdir "$$tmp/pipelines" "$$tmp/dags" && touch "$$tmp/Pulumi.yaml" \
+	  && (cd "$$tmp" && $(abspath $(VENV))/bin/etlstack new-pipeline lint-check >/dev/null) \
+	  && $(VENV)/bin/shellcheck "$$tmp"/pipelines/lint-check/*.sh
+	set -o pipefail; git ls-files -z --cached --others --exclude-standard -- '*Dockerfile' \
+	  | while IFS= read -r -d '' f; do if [[ -f $$f ]]; then printf '%s\0' "$$f"; fi; done \
+	  | xargs -0 --no-run-if-empty $(VENV)/bin/hadolint --no-color
+	@# Every YAML file, with the rules and the ignored paths of .yamllint.
+	$(VENV)/bin/yamllint --strict .
+	set -o pipefail; git ls-files -z --cached --others --exclude-standard \
+	  | while IFS= read -r -d '' f; do if [[ -f $$f && -x $$f ]]; then printf '%s\0' "$$f"; fi; done \
+	  | xargs -0 --no-run-if-empty $(VENV)/bin/check-executables-have-shebangs
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy infra dags tests testing

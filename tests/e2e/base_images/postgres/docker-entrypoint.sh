@@ -18,7 +18,7 @@ if [ "$(id -u)" = '0' ]; then
   mkdir -p "$PGDATA"
   chown postgres:postgres "$PGDATA"
   chmod 700 "$PGDATA"
-  exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+  exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 fi
 
 export POSTGRES_USER="${POSTGRES_USER:-postgres}"
@@ -29,6 +29,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
     echo "error: database is uninitialized and POSTGRES_PASSWORD is not set" >&2
     exit 1
   fi
+  # shellcheck disable=SC2086 # POSTGRES_INITDB_ARGS is options, split as the official image does
   initdb --username="$POSTGRES_USER" --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") \
     ${POSTGRES_INITDB_ARGS:-} >/dev/null
   # As in the official image: trust on the local socket, passwords over the network.
