@@ -55,9 +55,7 @@ def _engine() -> docker.DockerClient:
 
 def up() -> int:
     client = _engine()
-    docker_settings = render.evaluate(STACK, PROJECT_ROOT).config.settings.docker
-    assert docker_settings is not None, "the local stack is the docker target"
-    ports = docker_settings.ports.model_dump()
+    ports = render.evaluate(STACK, PROJECT_ROOT).config.docker.ports.model_dump()
     applier, overrides = harness.platform_applier(
         client, PROJECT_ROOT, STACK, STACK, ports, _secret_seed()
     )

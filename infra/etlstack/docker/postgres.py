@@ -60,10 +60,10 @@ class Postgres(pulumi.ComponentResource):
         image = docker.RemoteImage(
             f"{name}-image", name=settings.images.postgres, keep_locally=True, opts=child
         )
-        # retain_on_delete rather than protect: `pulumi destroy` must still finish
-        # (the issue asks that the data survive it, not that it fail), and protect
-        # would also block the replacements an update may need. The volume is then
-        # left on the host, outside the stack, until the user removes it.
+        # retain_on_delete rather than protect: `pulumi destroy` must still finish (the
+        # data has to outlive a destroy, not prevent one), and protect would also block
+        # the replacements an update may need. The volume is then left on the host,
+        # outside the stack, until the user removes it.
         self.volume = docker.Volume(
             f"{name}-data",
             name=f"{args.prefix}-postgres-data",

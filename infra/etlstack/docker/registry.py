@@ -69,9 +69,13 @@ class Registry(pulumi.ComponentResource):
         image = docker.RemoteImage(
             f"{name}-image", name=settings.images.registry, keep_locally=True, opts=child
         )
-        # Images are rebuilt from the repository and pushed again by `pulumi up`, so
-        # unlike the database this volume goes with the stack.
-        volume = docker.Volume(f"{name}-data", name=f"{args.prefix}-registry-data", opts=child)
+        # Every pushed image is kept, as on Kubernetes: an earlier release can be deployed
+        # again without rebuilding it, and a destroy takes nobody's images with it.
+        volume = docker.Volume(
+            f"{name}-data",
+            name=f"{args.prefix}-registry-data",
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)),
+        )
         self.container = docker.Container(
             f"{name}-container",
             name=f"{args.prefix}-registry",
