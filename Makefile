@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lint typecheck unit pipeline-tests e2e test bench up try credentials down render-% clean
+.PHONY: help venv lint typecheck unit pipeline-tests e2e test bench up try credentials down render-% settings-doc clean
 
 help:
 	@echo "make up        bring up the local platform (needs the pulumi CLI and Docker)"
@@ -80,6 +80,10 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(PY) -m pytest -m bench -s -v
+
+# docs/settings.md from the settings' schema (a unit test fails when it is stale).
+settings-doc: $(STAMP)
+	$(PY) -m etlstack.settings_doc > docs/settings.md
 
 render-%: $(STAMP)
 	$(VENV)/bin/etlstack render $* --out rendered/$*
