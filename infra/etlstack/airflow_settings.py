@@ -10,8 +10,13 @@ built here once and handed to each target.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pulumi
@@ -134,23 +139,43 @@ def airflow_environment(
     return AirflowEnvironment(plain=plain, secret=secret)
 
 
+@functools.cache
+def runtime_contract(project_root: Path) -> ModuleType:
+    """dags/pipeline_factory/contract.py, the model of ETLSTACK_RUNTIME.
+
+    It lives with the DAGs because the Airflow image has only dags/ on sys.path, and is
+    loaded here by its path: importing the pipeline_factory package would import Airflow.
+    """
+    spec = importlib.util.spec_from_file_location(
+        "etlstack_runtime_contract", project_root / "dags" / "pipeline_factory" / "contract.py"
+    )
+    assert spec is not None and spec.loader is not None
+    contract = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = contract  # pydantic resolves the models' types through it
+    spec.loader.exec_module(contract)
+    return contract
+
+
 def runtime_settings(
     config: StackConfig,
     pipeline_images: dict[str, pulumi.Output[str]],
     target_settings: dict[str, Any],
 ) -> pulumi.Output[dict[str, Any]]:
-    """The platform facts the DAG factory needs at parse and run time."""
+    """The platform facts the DAG factory needs at parse and run time (ETLSTACK_RUNTIME),
+    built with the model its reader uses."""
+    contract = runtime_contract(config.project_root)
     airflow = config.settings.airflow
-    return pulumi.Output.from_input(
-        {
-            "target": config.target.value,
-            "pipelineImages": pipeline_images,
-            "artifactsPromoted": config.settings.artifacts is not None,
-            "pool": PIPELINE_POOL,
-            "taskResources": {
-                "cpu": airflow.task_resources.cpu,
-                "memory": airflow.task_resources.memory,
-            },
-            config.target.value: target_settings,
-        }
+    target = config.target.value
+    resolved = pulumi.Output.from_input({"images": pipeline_images, "settings": target_settings})
+    return resolved.apply(
+        lambda value: contract.Runtime(
+            target=target,
+            pipeline_images=value["images"],
+            promoted=config.settings.artifacts is not None,
+            pool=PIPELINE_POOL,
+            task_resources=contract.TaskResources(
+                cpu=airflow.task_resources.cpu, memory=airflow.task_resources.memory
+            ),
+            **{target: value["settings"]},
+        ).dump()
     )

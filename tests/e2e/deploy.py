@@ -25,12 +25,16 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import timedelta
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
 import docker
 import docker.errors
 import docker.types
+import durationpy
+import tenacity
 
 from etlstack import render
 
@@ -44,10 +48,6 @@ CONTAINER = "docker:index/container:Container"
 # Resources that only exist in Pulumi's state: nothing to create on the engine.
 STATE_ONLY = ("random:", "pulumi:providers:")
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9}
-_DURATION_UNITS["h"] = 3600 * 10**9
-
 
 class DeployError(Exception):
     """Creating a resource failed; the message is free of secrets."""
@@ -59,18 +59,14 @@ class UnsupportedInput(Exception):
 
 def go_duration_ns(value: str) -> int:
     """A Go duration ("1m30s", "500ms", "0s"), as the provider takes it, in nanoseconds."""
-    text = value.strip()
-    if text in ("", "0"):
+    if not value.strip():
         return 0
-    position, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match[1]) * _DURATION_UNITS[match[2]]
-        position = match.end()
-    if position != len(text):
-        raise UnsupportedInput(f"{value!r} is not a Go duration")
-    return int(total)
+    try:
+        duration = durationpy.from_str(value.strip())
+    except durationpy.DurationError:
+        raise UnsupportedInput(f"{value!r} is not a Go duration") from None
+    # timedelta keeps microseconds, finer than any healthcheck interval.
+    return duration // timedelta(microseconds=1) * 1000
 
 
 def _placeholder(image_name: str) -> str:
@@ -177,24 +173,40 @@ def _needs(evaluation: render.Evaluation) -> tuple[list[render.Resource], dict[s
     return customs, needs
 
 
+def _schedule(
+    evaluation: render.Evaluation,
+) -> tuple[dict[str, render.Resource], TopologicalSorter[str]]:
+    """The custom resources by URN, in declared order, and their dependency graph, prepared.
+
+    A dependency cycle fails here, before anything is created.
+    """
+    customs, needs = _needs(evaluation)
+    graph: TopologicalSorter[str] = TopologicalSorter({r.urn: needs[r.urn] for r in customs})
+    by_urn = {r.urn: r for r in customs}
+    try:
+        graph.prepare()
+    except CycleError as error:
+        cycle = " -> ".join(by_urn[urn].name for urn in error.args[1])
+        raise RuntimeError(f"dependency cycle: {cycle}") from None
+    return by_urn, graph
+
+
+def _declared_first(by_urn: dict[str, render.Resource], urns: Iterable[str]) -> list[str]:
+    position = {urn: i for i, urn in enumerate(by_urn)}
+    return sorted(urns, key=position.__getitem__)
+
+
 def order(evaluation: render.Evaluation) -> list[render.Resource]:
     """The custom resources in an order that respects every dependency.
 
-    Ties keep the order the program declared.
+    Each ready set, after what it waits for; within one, the order the program declared.
     """
-    customs, needs = _needs(evaluation)
+    by_urn, graph = _schedule(evaluation)
     ordered: list[render.Resource] = []
-    done: set[str] = set()
-    pending = list(customs)
-    while pending:
-        ready = [r for r in pending if needs[r.urn] <= done]
-        if not ready:
-            cycle = ", ".join(r.name for r in pending)
-            raise RuntimeError(f"dependency cycle among: {cycle}")
-        for resource in ready:
-            ordered.append(resource)
-            done.add(resource.urn)
-        pending = [r for r in pending if r.urn not in done]
+    while graph.is_active():
+        ready = _declared_first(by_urn, graph.get_ready())
+        ordered += [by_urn[urn] for urn in ready]
+        graph.done(*ready)
     return ordered
 
 
@@ -271,16 +283,12 @@ class Applier:
 
     def apply(self) -> Deployment:
         """Create everything; like the Pulumi engine, independent resources in parallel."""
-        order(self.evaluation)  # fails on a cycle before anything is created
-        customs, needs = _needs(self.evaluation)
-        done: set[str] = set()
+        by_urn, graph = _schedule(self.evaluation)  # fails on a cycle before anything is created
         running: dict[Future[None], render.Resource] = {}
-        pending = list(customs)
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="apply") as pool:
-            while pending or running:
-                for resource in [r for r in pending if needs[r.urn] <= done]:
-                    pending.remove(resource)
-                    running[pool.submit(self._create, resource)] = resource
+            while graph.is_active():
+                for urn in _declared_first(by_urn, graph.get_ready()):
+                    running[pool.submit(self._create, by_urn[urn])] = by_urn[urn]
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     resource = running.pop(future)
@@ -289,7 +297,7 @@ class Applier:
                         # Let what already runs finish, then stop: no half-created objects.
                         wait(running)
                         self._fail(resource, error)
-                    done.add(resource.urn)
+                    graph.done(resource.urn)
         self.deployment.outputs = _replace(
             render.reveal(self.evaluation.outputs), self.substitutions
         )
@@ -803,25 +811,42 @@ class Applier:
             )
 
     def wait_healthy(self, name: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = self.client.api.inspect_container(name)["State"]
-            health = (state.get("Health") or {}).get("Status")
-            if health in (None, "healthy") and state["Running"]:
-                return
-            if not state["Running"] and state.get("Restarting") is False and health != "starting":
+        """Return once `name` runs and is healthy; fail as soon as it stops, or at `timeout`."""
+
+        def state() -> dict[str, Any]:
+            current: dict[str, Any] = self.client.api.inspect_container(name)["State"]
+            health = (current.get("Health") or {}).get("Status")
+            if (
+                not current["Running"]
+                and current.get("Restarting") is False
+                and health != "starting"
+            ):
                 raise RuntimeError(
-                    f"container {name} stopped (exit {state.get('ExitCode')}):\n"
+                    f"container {name} stopped (exit {current.get('ExitCode')}):\n"
                     + self.redact(self.client.api.logs(name, tail=40).decode(errors="replace"))
                 )
-            if time.monotonic() > deadline:
-                probes = (state.get("Health") or {}).get("Log") or []
-                last = self.redact(str(probes[-1].get("Output", ""))[-800:]) if probes else ""
-                raise RuntimeError(
-                    f"container {name} not healthy after {timeout:.0f}s (health {health}); "
-                    f"last probe: {last}"
-                )
-            time.sleep(2)
+            return current
+
+        def unhealthy(current: dict[str, Any]) -> bool:
+            health = (current.get("Health") or {}).get("Status")
+            return not (health in (None, "healthy") and current["Running"])
+
+        try:
+            # Only an unhealthy state is polled again; a stopped container's error is not.
+            tenacity.Retrying(
+                retry=tenacity.retry_if_result(unhealthy),
+                stop=tenacity.stop_after_delay(timeout),
+                wait=tenacity.wait_fixed(2),
+            )(state)
+        except tenacity.RetryError as gave_up:
+            last = gave_up.last_attempt.result()
+            health = (last.get("Health") or {}).get("Status")
+            probes = (last.get("Health") or {}).get("Log") or []
+            output = self.redact(str(probes[-1].get("Output", ""))[-800:]) if probes else ""
+            raise RuntimeError(
+                f"container {name} not healthy after {timeout:.0f}s (health {health}); "
+                f"last probe: {output}"
+            ) from None
 
     def destroy(self, *, volumes: bool = True) -> None:
         """Remove every container, network and (unless `volumes` is False) volume the

@@ -8,6 +8,8 @@ what it writes down.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from typing import Any
 
 import deploy
@@ -86,3 +88,52 @@ def test_redactor_hides_secret_values_and_their_parts() -> None:
     )
     text = "connecting with s3cretPassw0rdXYZ as LocalExecutorIsNotSecret"
     assert redact(text) == "connecting with [secret] as LocalExecutorIsNotSecret"
+
+
+def _fan_in(config: StackConfig) -> None:
+    """Two independent networks, and a container that needs both."""
+    first = docker_provider.Network("first", name="first")
+    second = docker_provider.Network("second", name="second")
+    docker_provider.Container(
+        "joined",
+        name="joined",
+        image="i:1",
+        opts=pulumi.ResourceOptions(depends_on=[first, second]),
+    )
+
+
+def test_independent_resources_are_created_together_and_before_what_needs_them() -> None:
+    evaluation = render.evaluate("local", PROJECT_ROOT, overrides=SOCKET_GID, program=_fan_in)
+    applier = deploy.Applier(None, evaluation, PROJECT_ROOT)
+    # Each network waits until the other one is being created too: only a parallel
+    # ready set gets both past the barrier.
+    together = threading.Barrier(2, timeout=10)
+    created: list[str] = []
+
+    def create(resource: render.Resource) -> None:
+        if resource.name in ("first", "second"):
+            together.wait()
+        created.append(resource.name)
+
+    applier._create = create
+    applier.apply()
+    assert set(created[:2]) == {"first", "second"}
+    assert created[2:] == ["joined"]
+    assert [r.name for r in deploy.order(evaluation)] == ["first", "second", "joined"]
+
+
+def test_a_dependency_cycle_stops_the_run_before_anything_is_created() -> None:
+    evaluation = render.evaluate("local", PROJECT_ROOT, overrides=SOCKET_GID, program=_fan_in)
+    cyclic = dataclasses.replace(
+        evaluation,
+        resources=[
+            render.Resource(deploy.NETWORK, name, f"urn:{name}", {}, "", [f"urn:{needs}"], "", True)
+            for name, needs in (("first", "second"), ("second", "first"))
+        ],
+    )
+    with pytest.raises(RuntimeError, match=r"dependency cycle: (first|second) -> "):
+        deploy.order(cyclic)
+    applier = deploy.Applier(None, cyclic, PROJECT_ROOT)
+    applier._create = lambda resource: pytest.fail(f"created {resource.name}")
+    with pytest.raises(RuntimeError, match="dependency cycle"):
+        applier.apply()

@@ -1,0 +1,124 @@
+"""ETLSTACK_RUNTIME, defined once: what the stack hands every Airflow component.
+
+The Pulumi program builds it (infra/etlstack/airflow_settings.py, `runtime_settings`)
+and the DAG factory reads it (pipeline_factory/runtime.py), both with the `Runtime`
+model below, so the two sides cannot disagree on a key. The JSON keys are the camelCase
+aliases of the fields. Nothing secret is in it.
+
+This module needs nothing but pydantic: the Airflow image has only dags/ on sys.path,
+and the Pulumi program loads this one file by its path (importing the pipeline_factory
+package would import Airflow).
+"""
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+Target = Literal["docker", "kubernetes"]
+TARGETS: tuple[Target, ...] = ("docker", "kubernetes")
+# Every setting is a name the platform chose; an empty one is as good as none.
+Setting = Annotated[str, StringConstraints(min_length=1)]
+
+
+class PipelineNotDeployed(LookupError):
+    """A DAG names a pipeline the stack does not deploy."""
+
+
+class _Contract(BaseModel):
+    # Keys the reader does not know are ignored, as a newer program may add some.
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=True,
+        serialize_by_alias=True,
+        frozen=True,
+    )
+
+
+class DockerSettings(_Contract):
+    url: Setting
+    network: Setting
+    warehouse_conn_id: Setting
+
+
+class KubernetesSettings(_Contract):
+    namespace: Setting
+    service_account: Setting
+    image_pull_secret: Setting
+    warehouse_secret: Setting
+
+
+class TaskResources(_Contract):
+    # Kubernetes quantities; the reader checks them (pipeline_factory/runtime.py).
+    # A bare number is a quantity too: 1 reads as "1".
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
+    cpu: Setting
+    memory: Setting
+
+
+class Runtime(_Contract):
+    """The target, the pinned image of every pipeline the stack deploys, the pool, the
+    task limits and the target's launch settings (its block, named after the target)."""
+
+    target: Target
+    pipeline_images: dict[str, Setting]
+    task_resources: TaskResources
+    # True where the stack deploys artifacts promoted from another stack (prod) instead
+    # of building them from the repository it runs from.
+    promoted: StrictBool = Field(default=False, alias="artifactsPromoted")
+    pool: Setting
+    docker: DockerSettings | None = None
+    kubernetes: KubernetesSettings | None = None
+
+    @model_validator(mode="after")
+    def _has_target_settings(self) -> Self:
+        if getattr(self, self.target) is None:
+            raise PydanticCustomError(
+                "target_settings_missing", "no {target} settings", {"target": self.target}
+            )
+        return self
+
+    @property
+    def cpu(self) -> str:
+        return self.task_resources.cpu
+
+    @property
+    def memory(self) -> str:
+        return self.task_resources.memory
+
+    def dump(self) -> dict[str, Any]:
+        """The value of ETLSTACK_RUNTIME as JSON data: aliased keys, the target's block only."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def image(self, pipeline: str) -> str:
+        """The pinned image of `pipeline`, or a clear failure when it is not deployed."""
+        try:
+            return self.pipeline_images[pipeline]
+        except KeyError:
+            deployed = ", ".join(sorted(self.pipeline_images)) or "none"
+            if self.promoted:
+                fix = (
+                    "the DAGs and the pipeline images must come from one release: promote "
+                    "again from the stack that ran them (etlstack promote dev prod) instead "
+                    "of editing etlstack:artifacts by hand"
+                )
+            else:
+                fix = (
+                    f"there is no folder pipelines/{pipeline}/ in this release. Fix the "
+                    f"pipeline name in the DAG, or create the pipeline: etlstack new-pipeline "
+                    f"{pipeline}"
+                )
+            raise PipelineNotDeployed(
+                f"this DAG uses pipeline {pipeline!r}, which this stack does not deploy "
+                f"(deployed pipelines: {deployed}); {fix}"
+            ) from None
