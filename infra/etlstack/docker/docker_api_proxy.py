@@ -17,7 +17,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
-from etlstack.config import StackConfig
+from etlstack.config import Docker
 
 ALIAS = "docker-api-proxy"
 PORT = 2375
@@ -51,7 +51,8 @@ def render_config(
 
 @dataclass(frozen=True)
 class DockerApiProxyArgs:
-    config: StackConfig
+    image: str
+    docker: Docker
     prefix: str
     docker_api_network: pulumi.Input[str]
     # The network task containers must be created on; the only one the proxy allows.
@@ -66,11 +67,10 @@ class DockerApiProxy(pulumi.ComponentResource):
         self, name: str, args: DockerApiProxyArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:docker:DockerApiProxy", name, None, opts)
-        settings = args.config.settings
-        docker_settings = args.config.docker
+        docker_settings = args.docker
         image = docker.RemoteImage(
             f"{name}-image",
-            name=settings.images.docker_proxy,
+            name=args.image,
             keep_locally=True,
             opts=pulumi.ResourceOptions(parent=self),
         )

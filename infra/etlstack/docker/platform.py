@@ -67,7 +67,9 @@ class DockerPlatform(pulumi.ComponentResource):
         database = Postgres(
             f"{name}-postgres",
             PostgresArgs(
-                config=config,
+                settings=settings.postgres,
+                image=settings.images.postgres,
+                docker=docker_settings,
                 prefix=prefix,
                 platform_network=networks.platform.name,
                 pipelines_network=networks.pipelines.name,
@@ -76,7 +78,14 @@ class DockerPlatform(pulumi.ComponentResource):
         )
         registry = Registry(
             f"{name}-registry",
-            RegistryArgs(config=config, prefix=prefix, platform_network=networks.platform.name),
+            RegistryArgs(
+                settings=settings.registry,
+                image=settings.images.registry,
+                docker=docker_settings,
+                external_password=config.secrets.registry_password,
+                prefix=prefix,
+                platform_network=networks.platform.name,
+            ),
             opts=child,
         )
         self.images = PlatformImages(
@@ -92,7 +101,8 @@ class DockerPlatform(pulumi.ComponentResource):
         proxy = DockerApiProxy(
             f"{name}-docker-api-proxy",
             DockerApiProxyArgs(
-                config=config,
+                image=settings.images.docker_proxy,
+                docker=docker_settings,
                 prefix=prefix,
                 docker_api_network=networks.docker_api.name,
                 pipelines_network=networks.pipelines_name,

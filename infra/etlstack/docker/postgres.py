@@ -14,7 +14,8 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from etlstack.config import StackConfig
+from etlstack.config import Docker
+from etlstack.config import Postgres as PostgresSettings
 
 HOST = "postgres"
 PORT = 5432
@@ -27,7 +28,9 @@ INIT_SCRIPT = Path(__file__).with_name("postgres-init.sh")
 
 @dataclass(frozen=True)
 class PostgresArgs:
-    config: StackConfig
+    settings: PostgresSettings
+    image: str
+    docker: Docker
     prefix: str
     platform_network: pulumi.Input[str]
     pipelines_network: pulumi.Input[str]
@@ -43,8 +46,8 @@ class Postgres(pulumi.ComponentResource):
         self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:docker:Postgres", name, None, opts)
-        settings = args.config.settings
-        docker_settings = args.config.docker
+        settings = args.settings
+        docker_settings = args.docker
         child = pulumi.ResourceOptions(parent=self)
 
         def password(role: str) -> pulumi.Output[str]:
@@ -57,9 +60,7 @@ class Postgres(pulumi.ComponentResource):
         self.airflow_password = password(AIRFLOW_DATABASE)
         self.warehouse_password = password(WAREHOUSE_DATABASE)
 
-        image = docker.RemoteImage(
-            f"{name}-image", name=settings.images.postgres, keep_locally=True, opts=child
-        )
+        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=child)
         # retain_on_delete rather than protect: `pulumi destroy` must still finish (the
         # data has to outlive a destroy, not prevent one), and protect would also block
         # the replacements an update may need. The volume is then left on the host,
@@ -67,9 +68,7 @@ class Postgres(pulumi.ComponentResource):
         self.volume = docker.Volume(
             f"{name}-data",
             name=f"{args.prefix}-postgres-data",
-            opts=pulumi.ResourceOptions(
-                parent=self, retain_on_delete=settings.postgres.retain_on_destroy
-            ),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.retain_on_destroy),
         )
         env: pulumi.Input[list[str]] = pulumi.Output.all(
             superuser_password, self.airflow_password, self.warehouse_password

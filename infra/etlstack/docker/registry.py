@@ -15,7 +15,8 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from etlstack.artifacts import RegistryAccess
-from etlstack.config import StackConfig
+from etlstack.config import Docker
+from etlstack.config import Registry as RegistrySettings
 
 PORT = 5000
 HTPASSWD_PATH = "/auth/htpasswd"
@@ -25,7 +26,11 @@ CONFIG_FILE = "/etc/docker/registry/config.yml"
 
 @dataclass(frozen=True)
 class RegistryArgs:
-    config: StackConfig
+    settings: RegistrySettings
+    image: str
+    docker: Docker
+    # The secret password of an external registry (registry.external).
+    external_password: pulumi.Output[str] | None
     prefix: str
     platform_network: pulumi.Input[str]
 
@@ -45,17 +50,17 @@ class Registry(pulumi.ComponentResource):
         self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:docker:Registry", name, None, opts)
-        settings = args.config.settings
-        docker_settings = args.config.docker
-        username = settings.registry.username
+        settings = args.settings
+        docker_settings = args.docker
+        username = settings.username
 
-        if settings.registry.external:
-            assert settings.registry.host and args.config.secrets.registry_password
+        if settings.external:
+            assert settings.host and args.external_password
             self.container = None
             self.access = RegistryAccess(
-                server=settings.registry.host,
+                server=settings.host,
                 username=username,
-                password=args.config.secrets.registry_password,
+                password=args.external_password,
             )
             self.register_outputs({"server": self.access.server})
             return
@@ -66,9 +71,7 @@ class Registry(pulumi.ComponentResource):
             lambda digest: f"{username}:{digest}\n"
         )
         htpasswd: pulumi.Output[str] = pulumi.Output.secret(htpasswd_line)
-        image = docker.RemoteImage(
-            f"{name}-image", name=settings.images.registry, keep_locally=True, opts=child
-        )
+        image = docker.RemoteImage(f"{name}-image", name=args.image, keep_locally=True, opts=child)
         # Every pushed image is kept, as on Kubernetes: an earlier release can be deployed
         # again without rebuilding it, and a destroy takes nobody's images with it.
         volume = docker.Volume(
@@ -106,7 +109,7 @@ class Registry(pulumi.ComponentResource):
         )
         # The Docker daemon pushes and pulls through the published port. Deriving the
         # address from the container makes every image build and push wait for it.
-        server = settings.registry.host or (
+        server = settings.host or (
             f"{published_host(docker_settings.bind_address)}:{docker_settings.ports.registry}"
         )
         self.access = RegistryAccess(

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from etlstack.airflow_settings import API_SERVER_PORT
-from etlstack.config import StackConfig
+from etlstack.config import Component, Ingress
 from etlstack.kubernetes.airflow import AirflowPod, AirflowWorkload, WorkloadSpec
 from etlstack.kubernetes.common import child, labels, metadata, single_host_ingress_spec
 
@@ -40,11 +40,11 @@ class ApiServer(AirflowWorkload):
     def __init__(
         self,
         name: str,
-        config: StackConfig,
+        settings: Component,
+        ingress: Ingress,
         pod: AirflowPod,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        settings = config.settings.airflow.api_server
         spec = WorkloadSpec(
             component=COMPONENT,
             command=["airflow", "api-server", "--port", str(API_SERVER_PORT)],
@@ -84,7 +84,6 @@ class ApiServer(AirflowWorkload):
                 ),
                 opts=child(self, depends_on=[self.deployment]),
             )
-        ingress = config.kubernetes.ingress
         if ingress.enabled:
             assert ingress.host is not None, "config requires ingress.host when enabled"
             k8s.networking.v1.Ingress(

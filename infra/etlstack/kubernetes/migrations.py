@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from etlstack.config import StackConfig
+from etlstack.config import Airflow
 from etlstack.kubernetes.airflow import AIRFLOW, AirflowPod, service_account_name
 from etlstack.kubernetes.common import child, labels, metadata
 from etlstack.kubernetes.secrets import AIRFLOW_ADMIN_PASSWORD_KEY, AIRFLOW_ADMIN_SECRET
@@ -32,7 +32,7 @@ def job_name(airflow_version: str, identity: str) -> str:
 
 @dataclass(frozen=True)
 class MigrationsArgs:
-    config: StackConfig
+    airflow: Airflow
     airflow_version: str
     pod: AirflowPod
 
@@ -44,7 +44,7 @@ class Migrations(pulumi.ComponentResource):
         self, name: str, args: MigrationsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:AirflowMigrations", name, None, opts)
-        airflow = args.config.settings.airflow
+        airflow = args.airflow
         pod = args.pod
         account = service_account_name(COMPONENT)
         object_labels = labels(AIRFLOW, COMPONENT)

@@ -21,7 +21,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from etlstack.airflow_settings import API_SERVER_PORT
-from etlstack.config import StackConfig
+from etlstack.config import Kubernetes
 from etlstack.kubernetes.airflow import AIRFLOW, SCHEDULER_LOG_PORT, TRIGGERER_LOG_PORT
 from etlstack.kubernetes.common import (
     COMPONENT_LABEL,
@@ -72,7 +72,9 @@ def _tcp(*ports: int) -> list[Port]:
 
 @dataclass(frozen=True)
 class NetworkPoliciesArgs:
-    config: StackConfig
+    kubernetes: Kubernetes
+    # The database is outside the cluster (postgres.external): egress goes to it instead.
+    external_database: bool
     platform_namespace: str
     pipelines_namespace: str
     registry_deployed: bool
@@ -85,9 +87,9 @@ class NetworkPolicies(pulumi.ComponentResource):
     ) -> None:
         super().__init__("etlstack:kubernetes:NetworkPolicies", name, None, opts)
         self._args = args
-        kubernetes = args.config.kubernetes
+        kubernetes = args.kubernetes
         platform, pipelines = args.platform_namespace, args.pipelines_namespace
-        external_database = args.config.settings.postgres.external
+        external_database = args.external_database
         controller = Peer(namespace_selector=_namespace(kubernetes.ingress.controller_namespace))
 
         for namespace in (platform, pipelines):

@@ -92,6 +92,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
     ) -> None:
         super().__init__("etlstack:kubernetes:Platform", name, None, opts)
         config = args.config
+        settings = config.settings
         kubernetes = config.kubernetes
         provider = k8s.Provider(
             f"{name}-cluster",
@@ -112,12 +113,27 @@ class KubernetesPlatform(pulumi.ComponentResource):
 
         postgres = Postgres(
             "postgres",
-            PostgresArgs(config=config, namespace=platform_ns, depends_on=in_namespaces),
+            PostgresArgs(
+                settings=settings.postgres,
+                image=settings.images.postgres,
+                storage_class=kubernetes.storage_class,
+                external_database_url=config.secrets.external_database_url,
+                namespace=platform_ns,
+                depends_on=in_namespaces,
+            ),
             opts=on_cluster,
         )
         registry = Registry(
             "registry",
-            RegistryArgs(config=config, namespace=platform_ns, depends_on=in_namespaces),
+            RegistryArgs(
+                settings=settings.registry,
+                image=settings.images.registry,
+                storage_class=kubernetes.storage_class,
+                ingress_class=kubernetes.ingress.class_name,
+                external_password=config.secrets.registry_password,
+                namespace=platform_ns,
+                depends_on=in_namespaces,
+            ),
             opts=on_cluster,
         )
         self.images = PlatformImages(
@@ -190,10 +206,11 @@ class KubernetesPlatform(pulumi.ComponentResource):
         NetworkPolicies(
             "network-policies",
             NetworkPoliciesArgs(
-                config=config,
+                kubernetes=kubernetes,
+                external_database=settings.postgres.external,
                 platform_namespace=platform_ns,
                 pipelines_namespace=pipelines_ns,
-                registry_deployed=not config.settings.registry.external,
+                registry_deployed=not settings.registry.external,
                 depends_on=in_namespaces,
             ),
             opts=on_cluster,
@@ -212,7 +229,9 @@ class KubernetesPlatform(pulumi.ComponentResource):
         )
         migrations = Migrations(
             "migrations",
-            MigrationsArgs(config=config, airflow_version=args.catalog.airflow_version, pod=pod),
+            MigrationsArgs(
+                airflow=settings.airflow, airflow_version=args.catalog.airflow_version, pod=pod
+            ),
             opts=on_cluster,
         )
         # The components start once the schema is current: Pulumi waits for the Job.
@@ -222,8 +241,10 @@ class KubernetesPlatform(pulumi.ComponentResource):
             config_hash=pod.config_hash,
             depends_on=[*pod.depends_on, migrations.job],
         )
-        ApiServer("api-server", config, migrated, opts=on_cluster)
-        background_components(config.settings.airflow, migrated, on_cluster)
+        ApiServer(
+            "api-server", settings.airflow.api_server, kubernetes.ingress, migrated, opts=on_cluster
+        )
+        background_components(settings.airflow, migrated, on_cluster)
 
         self.airflow_url = pulumi.Output.from_input(public_url(config))
         self.admin_password = secrets.admin_password

@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from etlstack.airflow_settings import database_url
-from etlstack.config import StackConfig
+from etlstack.config import Postgres as PostgresSettings
 from etlstack.kubernetes.common import (
     POSTGRES_PORT,
     child,
@@ -61,7 +61,11 @@ SQL
 
 @dataclass(frozen=True)
 class PostgresArgs:
-    config: StackConfig
+    settings: PostgresSettings
+    image: str
+    storage_class: str | None
+    # The secret URL of an external database (postgres.external).
+    external_database_url: pulumi.Output[str] | None
     namespace: str
     depends_on: list[pulumi.Resource]
 
@@ -84,9 +88,9 @@ class Postgres(pulumi.ComponentResource):
         self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:Postgres", name, None, opts)
-        settings = args.config.settings.postgres
+        settings = args.settings
         if settings.external:
-            external = args.config.secrets.external_database_url
+            external = args.external_database_url
             assert external is not None, (
                 "config requires externalDatabaseUrl with postgres.external"
             )
@@ -128,7 +132,7 @@ class Postgres(pulumi.ComponentResource):
             metadata=metadata(DATA_CLAIM, namespace, labels(NAME)),
             spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                 access_modes=["ReadWriteOnce"],
-                storage_class_name=args.config.kubernetes.storage_class,
+                storage_class_name=args.storage_class,
                 resources=k8s.core.v1.VolumeResourceRequirementsArgs(
                     requests={"storage": settings.storage_size}
                 ),
@@ -187,7 +191,7 @@ class Postgres(pulumi.ComponentResource):
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="postgres",
-                                image=args.config.settings.images.postgres,
+                                image=args.image,
                                 ports=[
                                     k8s.core.v1.ContainerPortArgs(
                                         name="postgres", container_port=POSTGRES_PORT

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from etlstack.config import StackConfig
+from etlstack.config import Registry as RegistrySettings
 from etlstack.kubernetes.common import (
     REGISTRY_PORT,
     child,
@@ -39,7 +39,13 @@ HTPASSWD_MOUNT = "/auth"
 
 @dataclass(frozen=True)
 class RegistryArgs:
-    config: StackConfig
+    settings: RegistrySettings
+    image: str
+    storage_class: str | None
+    # The Ingress class the registry's Ingress uses (kubernetes.ingress.className).
+    ingress_class: str | None
+    # The secret password of an external registry (registry.external).
+    external_password: pulumi.Output[str] | None
     namespace: str
     depends_on: list[pulumi.Resource]
 
@@ -54,7 +60,7 @@ class Registry(pulumi.ComponentResource):
         self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:Registry", name, None, opts)
-        settings = args.config.settings.registry
+        settings = args.settings
         self.username = settings.username
         if settings.from_stack is not None:
             # The same registry another stack deploys (prod pulling what dev pushed):
@@ -69,14 +75,13 @@ class Registry(pulumi.ComponentResource):
             return
         assert settings.host, "config requires registry.host on kubernetes"
         if settings.external:
-            assert args.config.secrets.registry_password is not None
+            assert args.external_password is not None
             self.server = pulumi.Output.from_input(settings.host)
-            self.password = pulumi.Output.secret(args.config.secrets.registry_password)
+            self.password = pulumi.Output.secret(args.external_password)
             self.register_outputs({"server": self.server})
             return
 
         namespace = args.namespace
-        kubernetes = args.config.kubernetes
         generated = random.RandomPassword(
             "registry-password", length=32, special=False, opts=child(self)
         )
@@ -102,7 +107,7 @@ class Registry(pulumi.ComponentResource):
             metadata=metadata(DATA_CLAIM, namespace, labels(NAME)),
             spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                 access_modes=["ReadWriteOnce"],
-                storage_class_name=kubernetes.storage_class,
+                storage_class_name=args.storage_class,
                 resources=k8s.core.v1.VolumeResourceRequirementsArgs(
                     requests={"storage": settings.storage_size}
                 ),
@@ -128,7 +133,7 @@ class Registry(pulumi.ComponentResource):
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="registry",
-                                image=args.config.settings.images.registry,
+                                image=args.image,
                                 ports=[
                                     k8s.core.v1.ContainerPortArgs(
                                         name="http", container_port=REGISTRY_PORT
@@ -209,7 +214,6 @@ class Registry(pulumi.ComponentResource):
             ),
             opts=child(self, depends_on=args.depends_on),
         )
-        ingress_settings = kubernetes.ingress
         ingress = k8s.networking.v1.Ingress(
             "registry-ingress",
             metadata=metadata(
@@ -225,7 +229,7 @@ class Registry(pulumi.ComponentResource):
                 host=settings.host,
                 service=NAME,
                 port=k8s.networking.v1.ServiceBackendPortArgs(number=REGISTRY_PORT),
-                class_name=ingress_settings.class_name,
+                class_name=args.ingress_class,
                 tls_secret_name=settings.tls_secret_name,
                 always_tls=True,
             ),
