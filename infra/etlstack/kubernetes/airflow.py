@@ -67,9 +67,8 @@ def kubernetes_plain_settings() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class AirflowConfigArgs:
-    namespace: str
+    namespace: pulumi.Input[str]
     plain: dict[str, pulumi.Input[str]]
-    depends_on: list[pulumi.Resource]
 
 
 class AirflowConfig(pulumi.ComponentResource):
@@ -86,7 +85,7 @@ class AirflowConfig(pulumi.ComponentResource):
             CONFIG_MAP,
             metadata=metadata(CONFIG_MAP, args.namespace, labels(AIRFLOW)),
             data=args.plain,
-            opts=child(self, depends_on=args.depends_on),
+            opts=child(self),
         )
         self.config_hash = pulumi.Output.from_input(args.plain).apply(
             lambda data: hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -98,7 +97,7 @@ class AirflowConfig(pulumi.ComponentResource):
 class AirflowPod:
     """What every Airflow pod is made of, whatever its component."""
 
-    namespace: str
+    namespace: pulumi.Input[str]
     image: pulumi.Output[str]
     config_hash: pulumi.Output[str]
     depends_on: list[pulumi.Resource]

@@ -22,26 +22,41 @@ class NamespacesArgs:
     pipelines: str
 
 
+@dataclass(frozen=True)
+class NamespaceRef:
+    """A namespace to create objects in.
+
+    `output` is its name as the Namespace resource reports it: an object whose metadata
+    names it waits for the namespace, with no `depends_on` to thread by hand. `name` is
+    the same name as plain text, for logical names and DNS names.
+    """
+
+    name: str
+    output: pulumi.Output[str]
+
+
 class Namespaces(pulumi.ComponentResource):
-    platform: str
-    pipelines: str
-    resources: list[k8s.core.v1.Namespace]
+    platform: NamespaceRef
+    pipelines: NamespaceRef
 
     def __init__(
         self, name: str, args: NamespacesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:Namespaces", name, None, opts)
-        self.platform = args.platform
-        self.pipelines = args.pipelines
-        self.resources = [
-            k8s.core.v1.Namespace(
-                f"{namespace}-namespace",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=namespace,
-                    labels={PART_OF_LABEL: PART_OF, **POD_SECURITY_LABELS},
-                ),
-                opts=child(self),
-            )
+        self.platform, self.pipelines = (
+            NamespaceRef(namespace, self._namespace(namespace).metadata.name)
             for namespace in (args.platform, args.pipelines)
-        ]
-        self.register_outputs({"platform": self.platform, "pipelines": self.pipelines})
+        )
+        self.register_outputs(
+            {"platform": self.platform.output, "pipelines": self.pipelines.output}
+        )
+
+    def _namespace(self, namespace: str) -> k8s.core.v1.Namespace:
+        return k8s.core.v1.Namespace(
+            f"{namespace}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=namespace,
+                labels={PART_OF_LABEL: PART_OF, **POD_SECURITY_LABELS},
+            ),
+            opts=child(self),
+        )

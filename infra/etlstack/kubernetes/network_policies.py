@@ -33,6 +33,7 @@ from etlstack.kubernetes.common import (
     labels,
     metadata,
 )
+from etlstack.kubernetes.namespaces import NamespaceRef
 
 ANYWHERE = "0.0.0.0/0"
 KUBERNETES_API_PORTS = (443, 6443)
@@ -75,10 +76,9 @@ class NetworkPoliciesArgs:
     kubernetes: Kubernetes
     # The database is outside the cluster (postgres.external): egress goes to it instead.
     external_database: bool
-    platform_namespace: str
-    pipelines_namespace: str
+    platform_namespace: NamespaceRef
+    pipelines_namespace: NamespaceRef
     registry_deployed: bool
-    depends_on: list[pulumi.Resource]
 
 
 class NetworkPolicies(pulumi.ComponentResource):
@@ -86,7 +86,6 @@ class NetworkPolicies(pulumi.ComponentResource):
         self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:NetworkPolicies", name, None, opts)
-        self._args = args
         kubernetes = args.kubernetes
         platform, pipelines = args.platform_namespace, args.pipelines_namespace
         external_database = args.external_database
@@ -96,14 +95,14 @@ class NetworkPolicies(pulumi.ComponentResource):
             self._policy(
                 "default-deny",
                 namespace,
-                resource_name=f"{namespace}-default-deny",
+                resource_name=f"{namespace.name}-default-deny",
                 pod_selector={},
                 policy_types=["Ingress", "Egress"],
             )
             self._policy(
                 "allow-dns",
                 namespace,
-                resource_name=f"{namespace}-allow-dns",
+                resource_name=f"{namespace.name}-allow-dns",
                 pod_selector={},
                 policy_types=["Egress"],
                 egress=[
@@ -118,7 +117,7 @@ class NetworkPolicies(pulumi.ComponentResource):
         database_peer = (
             Peer(ip_block=k8s.networking.v1.IPBlockArgs(cidr=ANYWHERE))
             if external_database
-            else Peer(namespace_selector=_namespace(platform), pod_selector=postgres_pods)
+            else Peer(namespace_selector=_namespace(platform.name), pod_selector=postgres_pods)
         )
         if not external_database:
             self._policy(
@@ -130,7 +129,7 @@ class NetworkPolicies(pulumi.ComponentResource):
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=[
                             Peer(pod_selector=_selector({NAME_LABEL: AIRFLOW})),
-                            Peer(namespace_selector=_namespace(pipelines)),
+                            Peer(namespace_selector=_namespace(pipelines.name)),
                         ],
                         ports=_tcp(POSTGRES_PORT),
                     )
@@ -258,7 +257,7 @@ class NetworkPolicies(pulumi.ComponentResource):
     def _policy(
         self,
         name: str,
-        namespace: str,
+        namespace: NamespaceRef,
         *,
         resource_name: str | None = None,
         pod_selector: dict[str, str] | k8s.meta.v1.LabelSelectorArgs,
@@ -273,9 +272,9 @@ class NetworkPolicies(pulumi.ComponentResource):
         return k8s.networking.v1.NetworkPolicy(
             # Unique per stack: the same policy name in two namespaces needs its own.
             f"{resource_name or name}-network-policy",
-            metadata=metadata(name, namespace, labels("etlstack", "network-policy")),
+            metadata=metadata(name, namespace.output, labels("etlstack", "network-policy")),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=selector, policy_types=policy_types, **rules
             ),
-            opts=child(self, depends_on=self._args.depends_on),
+            opts=child(self),
         )

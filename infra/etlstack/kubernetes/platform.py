@@ -108,8 +108,8 @@ class KubernetesPlatform(pulumi.ComponentResource):
             NamespacesArgs(platform=kubernetes.namespace, pipelines=kubernetes.pipelines_namespace),
             opts=on_cluster,
         )
+        # Whatever names these outputs waits for its namespace; no depends_on to thread.
         platform_ns, pipelines_ns = namespaces.platform, namespaces.pipelines
-        in_namespaces = list[pulumi.Resource](namespaces.resources)
 
         postgres = Postgres(
             "postgres",
@@ -119,7 +119,6 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 storage_class=kubernetes.storage_class,
                 external_database_url=config.secrets.external_database_url,
                 namespace=platform_ns,
-                depends_on=in_namespaces,
             ),
             opts=on_cluster,
         )
@@ -131,8 +130,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 storage_class=kubernetes.storage_class,
                 ingress_class=kubernetes.ingress.class_name,
                 external_password=config.secrets.registry_password,
-                namespace=platform_ns,
-                depends_on=in_namespaces,
+                namespace=platform_ns.output,
             ),
             opts=on_cluster,
         )
@@ -155,7 +153,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             config,
             self.images.pipelines,
             {
-                "namespace": pipelines_ns,
+                "namespace": pipelines_ns.output,
                 "serviceAccount": PIPELINE_SERVICE_ACCOUNT,
                 "imagePullSecret": REGISTRY_PULL_SECRET,
                 "warehouseSecret": WAREHOUSE_SECRET,
@@ -165,7 +163,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             config,
             secrets=secrets,
             metadata_database_url=postgres.airflow_database_url,
-            api_server_host=service_dns(API_SERVER_SERVICE, platform_ns),
+            api_server_host=service_dns(API_SERVER_SERVICE, platform_ns.name),
             public_url=public_url(config),
             runtime=runtime,
         )
@@ -180,26 +178,23 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 registry_username=registry.username,
                 registry_password=registry.password,
                 warehouse_url=postgres.warehouse_url,
-                depends_on=in_namespaces,
             ),
             opts=on_cluster,
         )
         airflow_config = AirflowConfig(
             "airflow-config",
             AirflowConfigArgs(
-                namespace=platform_ns,
+                namespace=platform_ns.output,
                 plain={**environment.plain, **kubernetes_plain_settings()},
-                depends_on=in_namespaces,
             ),
             opts=on_cluster,
         )
         PodLauncherRbac(
             "rbac",
             PodLauncherRbacArgs(
-                platform_namespace=platform_ns,
-                pipelines_namespace=pipelines_ns,
+                platform_namespace=platform_ns.output,
+                pipelines_namespace=pipelines_ns.output,
                 launchers=[service_account_name(c) for c in POD_LAUNCHERS],
-                depends_on=in_namespaces,
             ),
             opts=on_cluster,
         )
@@ -211,17 +206,15 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 platform_namespace=platform_ns,
                 pipelines_namespace=pipelines_ns,
                 registry_deployed=not settings.registry.external,
-                depends_on=in_namespaces,
             ),
             opts=on_cluster,
         )
 
         pod = AirflowPod(
-            namespace=platform_ns,
+            namespace=platform_ns.output,
             image=self.images.airflow,
             config_hash=airflow_config.config_hash,
             depends_on=[
-                *in_namespaces,
                 *platform_secrets.resources,
                 airflow_config.config_map,
                 *postgres.ready,

@@ -33,6 +33,7 @@ from etlstack.kubernetes.common import (
     scratch_volumes,
     service_dns,
 )
+from etlstack.kubernetes.namespaces import NamespaceRef
 
 NAME = "postgres"
 DATA_CLAIM = "postgres-data"
@@ -66,8 +67,7 @@ class PostgresArgs:
     storage_class: str | None
     # The secret URL of an external database (postgres.external).
     external_database_url: pulumi.Output[str] | None
-    namespace: str
-    depends_on: list[pulumi.Resource]
+    namespace: NamespaceRef
 
 
 def warehouse_url_from(external_url: str) -> str:
@@ -105,8 +105,8 @@ class Postgres(pulumi.ComponentResource):
             )
             return
 
-        namespace = args.namespace
-        host = service_dns(NAME, namespace)
+        namespace = args.namespace.output
+        host = service_dns(NAME, args.namespace.name)
         passwords = {
             role: random.RandomPassword(
                 f"postgres-{role}-password", length=32, special=False, opts=child(self)
@@ -118,13 +118,13 @@ class Postgres(pulumi.ComponentResource):
             metadata=metadata("postgres-credentials", namespace, labels(NAME)),
             type="Opaque",
             string_data={f"{role}-password": value for role, value in passwords.items()},
-            opts=child(self, depends_on=args.depends_on),
+            opts=child(self),
         )
         init = k8s.core.v1.ConfigMap(
             "postgres-init",
             metadata=metadata("postgres-init", namespace, labels(NAME)),
             data={"10-etlstack-databases.sh": INIT_SCRIPT},
-            opts=child(self, depends_on=args.depends_on),
+            opts=child(self),
         )
         retain = settings.retain_on_destroy
         claim = k8s.core.v1.PersistentVolumeClaim(
@@ -137,7 +137,7 @@ class Postgres(pulumi.ComponentResource):
                     requests={"storage": settings.storage_size}
                 ),
             ),
-            opts=child(self, depends_on=args.depends_on, protect=retain, retain_on_delete=retain),
+            opts=child(self, protect=retain, retain_on_delete=retain),
         )
         pod_labels = labels(NAME, "database")
         headless = k8s.core.v1.Service(
@@ -148,7 +148,7 @@ class Postgres(pulumi.ComponentResource):
                 selector=pod_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="postgres", port=POSTGRES_PORT)],
             ),
-            opts=child(self, depends_on=args.depends_on),
+            opts=child(self),
         )
         k8s.core.v1.Service(
             "postgres-service",
@@ -157,7 +157,7 @@ class Postgres(pulumi.ComponentResource):
                 selector=pod_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="postgres", port=POSTGRES_PORT)],
             ),
-            opts=child(self, depends_on=args.depends_on),
+            opts=child(self),
         )
 
         def password_env(env: str, role: str) -> k8s.core.v1.EnvVarArgs:

@@ -43,11 +43,10 @@ POD_LAUNCHER_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 @dataclass(frozen=True)
 class PodLauncherRbacArgs:
-    platform_namespace: str
-    pipelines_namespace: str
+    platform_namespace: pulumi.Input[str]
+    pipelines_namespace: pulumi.Input[str]
     # Service accounts in the platform namespace that launch task pods.
     launchers: list[str]
-    depends_on: list[pulumi.Resource]
 
 
 class PodLauncherRbac(pulumi.ComponentResource):
@@ -56,7 +55,7 @@ class PodLauncherRbac(pulumi.ComponentResource):
     ) -> None:
         super().__init__("etlstack:kubernetes:PodLauncherRbac", name, None, opts)
         namespace = args.pipelines_namespace
-        options = child(self, depends_on=args.depends_on)
+        options = child(self)
         rbac_labels = labels("airflow", "pod-launcher")
         # Task pods run as this account, which can do nothing: no role names it and it
         # mounts no API token.

@@ -46,8 +46,7 @@ class RegistryArgs:
     ingress_class: str | None
     # The secret password of an external registry (registry.external).
     external_password: pulumi.Output[str] | None
-    namespace: str
-    depends_on: list[pulumi.Resource]
+    namespace: pulumi.Input[str]
 
 
 class Registry(pulumi.ComponentResource):
@@ -100,7 +99,7 @@ class Registry(pulumi.ComponentResource):
                 ),
                 "http-secret": http_secret,
             },
-            opts=child(self, depends_on=args.depends_on),
+            opts=child(self),
         )
         claim = k8s.core.v1.PersistentVolumeClaim(
             DATA_CLAIM,
@@ -112,7 +111,7 @@ class Registry(pulumi.ComponentResource):
                     requests={"storage": settings.storage_size}
                 ),
             ),
-            opts=child(self, depends_on=args.depends_on, retain_on_delete=True),
+            opts=child(self, retain_on_delete=True),
         )
         pod_labels = labels(NAME, "registry")
         health = k8s.core.v1.HTTPGetActionArgs(path="/", port=REGISTRY_PORT)
@@ -212,7 +211,7 @@ class Registry(pulumi.ComponentResource):
                 selector=pod_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=REGISTRY_PORT)],
             ),
-            opts=child(self, depends_on=args.depends_on),
+            opts=child(self),
         )
         ingress = k8s.networking.v1.Ingress(
             "registry-ingress",

@@ -23,6 +23,7 @@ from etlstack.kubernetes.common import (
     labels,
     metadata,
 )
+from etlstack.kubernetes.namespaces import NamespaceRef
 
 AIRFLOW_ENV_SECRET = "airflow-env"
 AIRFLOW_ADMIN_SECRET = "airflow-admin"
@@ -31,8 +32,8 @@ AIRFLOW_ADMIN_PASSWORD_KEY = "password"
 
 @dataclass(frozen=True)
 class PlatformSecretsArgs:
-    platform_namespace: str
-    pipelines_namespace: str
+    platform_namespace: NamespaceRef
+    pipelines_namespace: NamespaceRef
     # Environment variables every Airflow component gets from a Secret.
     airflow_env: dict[str, pulumi.Output[str]]
     admin_password: pulumi.Output[str]
@@ -40,7 +41,6 @@ class PlatformSecretsArgs:
     registry_username: str
     registry_password: pulumi.Output[str]
     warehouse_url: pulumi.Output[str]
-    depends_on: list[pulumi.Resource]
 
 
 def docker_config_json(server: str, username: str, password: str) -> str:
@@ -57,26 +57,28 @@ class PlatformSecrets(pulumi.ComponentResource):
         self, name: str, args: PlatformSecretsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:Secrets", name, None, opts)
-        options = child(self, depends_on=args.depends_on)
+        options = child(self)
         airflow = labels("airflow")
         self.resources = [
             k8s.core.v1.Secret(
                 AIRFLOW_ENV_SECRET,
-                metadata=metadata(AIRFLOW_ENV_SECRET, args.platform_namespace, airflow),
+                metadata=metadata(AIRFLOW_ENV_SECRET, args.platform_namespace.output, airflow),
                 type="Opaque",
                 string_data=args.airflow_env,
                 opts=options,
             ),
             k8s.core.v1.Secret(
                 AIRFLOW_ADMIN_SECRET,
-                metadata=metadata(AIRFLOW_ADMIN_SECRET, args.platform_namespace, airflow),
+                metadata=metadata(AIRFLOW_ADMIN_SECRET, args.platform_namespace.output, airflow),
                 type="Opaque",
                 string_data={AIRFLOW_ADMIN_PASSWORD_KEY: args.admin_password},
                 opts=options,
             ),
             k8s.core.v1.Secret(
                 f"{WAREHOUSE_SECRET}-secret",
-                metadata=metadata(WAREHOUSE_SECRET, args.pipelines_namespace, labels("pipelines")),
+                metadata=metadata(
+                    WAREHOUSE_SECRET, args.pipelines_namespace.output, labels("pipelines")
+                ),
                 type="Opaque",
                 string_data={WAREHOUSE_SECRET_KEY: args.warehouse_url},
                 opts=options,
@@ -90,8 +92,8 @@ class PlatformSecrets(pulumi.ComponentResource):
         for namespace in (args.platform_namespace, args.pipelines_namespace):
             self.resources.append(
                 k8s.core.v1.Secret(
-                    f"{namespace}-{REGISTRY_PULL_SECRET}",
-                    metadata=metadata(REGISTRY_PULL_SECRET, namespace, labels("registry")),
+                    f"{namespace.name}-{REGISTRY_PULL_SECRET}",
+                    metadata=metadata(REGISTRY_PULL_SECRET, namespace.output, labels("registry")),
                     type="kubernetes.io/dockerconfigjson",
                     string_data={".dockerconfigjson": pull_config},
                     opts=options,
