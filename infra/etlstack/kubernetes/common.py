@@ -7,6 +7,7 @@ workload identical in that respect, and the policy pack checks the result.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -90,6 +91,69 @@ def scratch_volumes(
         k8s.core.v1.VolumeMountArgs(name=name, mount_path=path) for name, path in mounts.items()
     ]
     return volumes, volume_mounts
+
+
+@dataclass(frozen=True)
+class MountedVolume:
+    """A volume and where the container mounts it."""
+
+    volume: k8s.core.v1.VolumeArgs
+    path: str
+    read_only: bool = False
+
+
+def claim_volume(claim: str) -> k8s.core.v1.VolumeArgs:
+    return k8s.core.v1.VolumeArgs(
+        name="data",
+        persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim),
+    )
+
+
+def service_pod_spec(
+    *,
+    name: str,
+    image: pulumi.Input[str],
+    uid: int,
+    port: k8s.core.v1.ContainerPortArgs,
+    env: list[k8s.core.v1.EnvVarArgs],
+    requirements: k8s.core.v1.ResourceRequirementsArgs,
+    mounted: list[MountedVolume],
+    scratch: dict[str, str],
+    readiness_probe: k8s.core.v1.ProbeArgs,
+    liveness_probe: k8s.core.v1.ProbeArgs,
+    termination_grace_period_seconds: int | None = None,
+) -> k8s.core.v1.PodSpecArgs:
+    """The pod of a service the platform runs itself (PostgreSQL, the registry): one
+    container, no API token, the restricted security contexts of every pod here, its
+    volumes mounted, and emptyDirs where it writes on its read-only root."""
+    scratch_vols, scratch_mounts = scratch_volumes(scratch)
+    return k8s.core.v1.PodSpecArgs(
+        automount_service_account_token=False,
+        security_context=pod_security(uid, uid),
+        termination_grace_period_seconds=termination_grace_period_seconds,
+        containers=[
+            k8s.core.v1.ContainerArgs(
+                name=name,
+                image=image,
+                ports=[port],
+                env=env,
+                resources=requirements,
+                security_context=container_security(),
+                volume_mounts=[
+                    *(
+                        k8s.core.v1.VolumeMountArgs(
+                            name=m.volume.name, mount_path=m.path, read_only=m.read_only or None
+                        )
+                        for m in mounted
+                    ),
+                    *scratch_mounts,
+                ],
+                readiness_probe=readiness_probe,
+                liveness_probe=liveness_probe,
+            )
+        ],
+        volumes=[*(m.volume for m in mounted), *scratch_vols],
+    )
 
 
 def single_host_ingress_spec(

@@ -24,14 +24,14 @@ from etlstack.airflow_settings import database_url
 from etlstack.config import Postgres as PostgresSettings
 from etlstack.kubernetes.common import (
     POSTGRES_PORT,
+    MountedVolume,
     child,
-    container_security,
+    claim_volume,
     labels,
     metadata,
-    pod_security,
     resources,
-    scratch_volumes,
     service_dns,
+    service_pod_spec,
 )
 from etlstack.kubernetes.namespaces import NamespaceRef
 
@@ -173,7 +173,6 @@ class Postgres(pulumi.ComponentResource):
         ready_check = k8s.core.v1.ExecActionArgs(
             command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT)]
         )
-        scratch, scratch_mounts = scratch_volumes({"run": "/var/run/postgresql", "tmp": "/tmp"})
         statefulset = k8s.apps.v1.StatefulSet(
             "postgres",
             metadata=metadata(NAME, namespace, labels(NAME)),
@@ -183,67 +182,47 @@ class Postgres(pulumi.ComponentResource):
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        automount_service_account_token=False,
-                        security_context=pod_security(POSTGRES_UID, POSTGRES_UID),
+                    spec=service_pod_spec(
+                        name="postgres",
+                        image=args.image,
+                        uid=POSTGRES_UID,
+                        port=k8s.core.v1.ContainerPortArgs(
+                            name="postgres", container_port=POSTGRES_PORT
+                        ),
+                        env=[
+                            k8s.core.v1.EnvVarArgs(name="POSTGRES_USER", value="postgres"),
+                            k8s.core.v1.EnvVarArgs(name="PGDATA", value=PGDATA),
+                            password_env("POSTGRES_PASSWORD", "superuser"),
+                            password_env("AIRFLOW_DB_PASSWORD", "airflow"),
+                            password_env("WAREHOUSE_DB_PASSWORD", "warehouse"),
+                        ],
+                        requirements=resources(settings.resources.cpu, settings.resources.memory),
+                        mounted=[
+                            MountedVolume(claim_volume(DATA_CLAIM), MOUNT),
+                            MountedVolume(
+                                k8s.core.v1.VolumeArgs(
+                                    name="init",
+                                    config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                                        name="postgres-init", default_mode=0o555
+                                    ),
+                                ),
+                                "/docker-entrypoint-initdb.d",
+                                read_only=True,
+                            ),
+                        ],
+                        scratch={"run": "/var/run/postgresql", "tmp": "/tmp"},
                         # A clean shutdown checkpoints; a killed one replays the WAL.
                         termination_grace_period_seconds=60,
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="postgres",
-                                image=args.image,
-                                ports=[
-                                    k8s.core.v1.ContainerPortArgs(
-                                        name="postgres", container_port=POSTGRES_PORT
-                                    )
-                                ],
-                                env=[
-                                    k8s.core.v1.EnvVarArgs(name="POSTGRES_USER", value="postgres"),
-                                    k8s.core.v1.EnvVarArgs(name="PGDATA", value=PGDATA),
-                                    password_env("POSTGRES_PASSWORD", "superuser"),
-                                    password_env("AIRFLOW_DB_PASSWORD", "airflow"),
-                                    password_env("WAREHOUSE_DB_PASSWORD", "warehouse"),
-                                ],
-                                resources=resources(
-                                    settings.resources.cpu, settings.resources.memory
-                                ),
-                                security_context=container_security(),
-                                readiness_probe=k8s.core.v1.ProbeArgs(
-                                    exec_=ready_check, period_seconds=10, timeout_seconds=5
-                                ),
-                                liveness_probe=k8s.core.v1.ProbeArgs(
-                                    exec_=ready_check,
-                                    initial_delay_seconds=30,
-                                    period_seconds=20,
-                                    timeout_seconds=5,
-                                    failure_threshold=6,
-                                ),
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(name="data", mount_path=MOUNT),
-                                    k8s.core.v1.VolumeMountArgs(
-                                        name="init",
-                                        mount_path="/docker-entrypoint-initdb.d",
-                                        read_only=True,
-                                    ),
-                                    *scratch_mounts,
-                                ],
-                            )
-                        ],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="data",
-                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=DATA_CLAIM
-                                ),
-                            ),
-                            k8s.core.v1.VolumeArgs(
-                                name="init",
-                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
-                                    name="postgres-init", default_mode=0o555
-                                ),
-                            ),
-                            *scratch,
-                        ],
+                        readiness_probe=k8s.core.v1.ProbeArgs(
+                            exec_=ready_check, period_seconds=10, timeout_seconds=5
+                        ),
+                        liveness_probe=k8s.core.v1.ProbeArgs(
+                            exec_=ready_check,
+                            initial_delay_seconds=30,
+                            period_seconds=20,
+                            timeout_seconds=5,
+                            failure_threshold=6,
+                        ),
                     ),
                 ),
             ),

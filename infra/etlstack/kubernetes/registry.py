@@ -19,13 +19,13 @@ import pulumi_random as random
 from etlstack.config import Registry as RegistrySettings
 from etlstack.kubernetes.common import (
     REGISTRY_PORT,
+    MountedVolume,
     child,
-    container_security,
+    claim_volume,
     labels,
     metadata,
-    pod_security,
     resources,
-    scratch_volumes,
+    service_pod_spec,
     single_host_ingress_spec,
 )
 
@@ -115,7 +115,6 @@ class Registry(pulumi.ComponentResource):
         )
         pod_labels = labels(NAME, "registry")
         health = k8s.core.v1.HTTPGetActionArgs(path="/", port=REGISTRY_PORT)
-        scratch, scratch_mounts = scratch_volumes({"tmp": "/tmp"})
         deployment = k8s.apps.v1.Deployment(
             "registry",
             metadata=metadata(NAME, namespace, labels(NAME)),
@@ -126,79 +125,61 @@ class Registry(pulumi.ComponentResource):
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        automount_service_account_token=False,
-                        security_context=pod_security(REGISTRY_UID, REGISTRY_UID),
-                        containers=[
-                            k8s.core.v1.ContainerArgs(
-                                name="registry",
-                                image=args.image,
-                                ports=[
-                                    k8s.core.v1.ContainerPortArgs(
-                                        name="http", container_port=REGISTRY_PORT
+                    spec=service_pod_spec(
+                        name="registry",
+                        image=args.image,
+                        uid=REGISTRY_UID,
+                        port=k8s.core.v1.ContainerPortArgs(
+                            name="http", container_port=REGISTRY_PORT
+                        ),
+                        env=[
+                            k8s.core.v1.EnvVarArgs(name="REGISTRY_AUTH", value="htpasswd"),
+                            k8s.core.v1.EnvVarArgs(
+                                name="REGISTRY_AUTH_HTPASSWD_REALM", value="etlstack"
+                            ),
+                            k8s.core.v1.EnvVarArgs(
+                                name="REGISTRY_AUTH_HTPASSWD_PATH",
+                                value=f"{HTPASSWD_MOUNT}/htpasswd",
+                            ),
+                            k8s.core.v1.EnvVarArgs(
+                                name="REGISTRY_HTTP_SECRET",
+                                value_from=k8s.core.v1.EnvVarSourceArgs(
+                                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                                        name="registry-auth", key="http-secret"
                                     )
-                                ],
-                                env=[
-                                    k8s.core.v1.EnvVarArgs(name="REGISTRY_AUTH", value="htpasswd"),
-                                    k8s.core.v1.EnvVarArgs(
-                                        name="REGISTRY_AUTH_HTPASSWD_REALM", value="etlstack"
-                                    ),
-                                    k8s.core.v1.EnvVarArgs(
-                                        name="REGISTRY_AUTH_HTPASSWD_PATH",
-                                        value=f"{HTPASSWD_MOUNT}/htpasswd",
-                                    ),
-                                    k8s.core.v1.EnvVarArgs(
-                                        name="REGISTRY_HTTP_SECRET",
-                                        value_from=k8s.core.v1.EnvVarSourceArgs(
-                                            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                                                name="registry-auth", key="http-secret"
+                                ),
+                            ),
+                            # Deleting is how old, unpromoted images get cleaned up.
+                            k8s.core.v1.EnvVarArgs(
+                                name="REGISTRY_STORAGE_DELETE_ENABLED", value="true"
+                            ),
+                        ],
+                        requirements=resources("250m", "256Mi"),
+                        mounted=[
+                            MountedVolume(claim_volume(DATA_CLAIM), "/var/lib/registry"),
+                            MountedVolume(
+                                k8s.core.v1.VolumeArgs(
+                                    name="auth",
+                                    secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                        secret_name="registry-auth",
+                                        items=[
+                                            k8s.core.v1.KeyToPathArgs(
+                                                key="htpasswd", path="htpasswd"
                                             )
-                                        ),
+                                        ],
+                                        default_mode=0o440,
                                     ),
-                                    # Deleting is how old, unpromoted images get cleaned up.
-                                    k8s.core.v1.EnvVarArgs(
-                                        name="REGISTRY_STORAGE_DELETE_ENABLED", value="true"
-                                    ),
-                                ],
-                                resources=resources("250m", "256Mi"),
-                                security_context=container_security(),
-                                # `/` answers 200 without credentials; the API under /v2/ wants them.
-                                readiness_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=health, period_seconds=10
                                 ),
-                                liveness_probe=k8s.core.v1.ProbeArgs(
-                                    http_get=health, initial_delay_seconds=10, period_seconds=20
-                                ),
-                                volume_mounts=[
-                                    k8s.core.v1.VolumeMountArgs(
-                                        name="data", mount_path="/var/lib/registry"
-                                    ),
-                                    k8s.core.v1.VolumeMountArgs(
-                                        name="auth", mount_path=HTPASSWD_MOUNT, read_only=True
-                                    ),
-                                    *scratch_mounts,
-                                ],
-                            )
-                        ],
-                        volumes=[
-                            k8s.core.v1.VolumeArgs(
-                                name="data",
-                                persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                                    claim_name=DATA_CLAIM
-                                ),
+                                HTPASSWD_MOUNT,
+                                read_only=True,
                             ),
-                            k8s.core.v1.VolumeArgs(
-                                name="auth",
-                                secret=k8s.core.v1.SecretVolumeSourceArgs(
-                                    secret_name="registry-auth",
-                                    items=[
-                                        k8s.core.v1.KeyToPathArgs(key="htpasswd", path="htpasswd")
-                                    ],
-                                    default_mode=0o440,
-                                ),
-                            ),
-                            *scratch,
                         ],
+                        scratch={"tmp": "/tmp"},
+                        # `/` answers 200 without credentials; the API under /v2/ wants them.
+                        readiness_probe=k8s.core.v1.ProbeArgs(http_get=health, period_seconds=10),
+                        liveness_probe=k8s.core.v1.ProbeArgs(
+                            http_get=health, initial_delay_seconds=10, period_seconds=20
+                        ),
                     ),
                 ),
             ),
