@@ -77,6 +77,9 @@ class Runtime(_Contract):
     # of building them from the repository it runs from.
     promoted: StrictBool = Field(default=False, alias="artifactsPromoted")
     pool: Setting
+    # The stack accepts tasks that run their own code inside an Airflow component
+    # (airflow.allowTasksInAirflow); pipeline_factory/policy.py refuses them otherwise.
+    allow_tasks_in_airflow: StrictBool = False
     docker: DockerSettings | None = None
     kubernetes: KubernetesSettings | None = None
 

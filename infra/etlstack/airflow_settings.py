@@ -173,6 +173,7 @@ def runtime_settings(
             pipeline_images=value["images"],
             promoted=config.settings.artifacts is not None,
             pool=PIPELINE_POOL,
+            allow_tasks_in_airflow=airflow.allow_tasks_in_airflow,
             task_resources=contract.TaskResources(
                 cpu=airflow.task_resources.cpu, memory=airflow.task_resources.memory
             ),

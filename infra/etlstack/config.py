@@ -240,6 +240,14 @@ class Airflow(_Settings):
         default=Resources(cpu="1", memory="512Mi"),
         description="Limits of every pipeline task container or pod.",
     )
+    allow_tasks_in_airflow: bool = Field(
+        default=False,
+        description="Accept DAG tasks that run their own code inside an Airflow component (a "
+        "PythonOperator, a BashOperator, a @task) instead of as a pipeline task. They then run "
+        "in the scheduler with its credentials (the metadata database, the fernet key), "
+        "outside the task limits and the pipeline pool: every DAG author becomes as trusted "
+        "as the platform's administrator. Off: such a DAG fails to import, naming the rule.",
+    )
 
     @model_validator(mode="after")
     def _replicas_make_sense(self) -> Airflow:
