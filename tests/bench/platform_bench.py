@@ -14,13 +14,14 @@ import os
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from harness import AirflowAPI, Platform, log
+
+from tests.support.polling import until
 
 DAGS_FOLDER = "/opt/airflow/dags"
 POOL = "pipeline_tasks"
@@ -29,6 +30,8 @@ PIPELINE = "platform-smoke"
 TASK = "check"
 # Where DAG files are parsed (dag-processor) and where tasks parse them again (scheduler).
 PARSERS = ("airflow-dag-processor", "airflow-scheduler")
+# How often the benchmarks look again: their figures are timed by this polling.
+POLL_SECONDS = 0.25
 
 
 def dag_source(dag_id: str, tasks: int) -> str:
@@ -72,27 +75,19 @@ def deliver(platform: Platform, name: str, text: str) -> float:
     return time.monotonic()
 
 
-def until(what: str, check: Callable[[], Any], timeout: float, every: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-        except Exception:  # e.g. 404 until the DAG exists
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(every)
-
-
 def task_ids(airflow: AirflowAPI, dag_id: str) -> set[str]:
     return {t["task_id"] for t in airflow.get(f"/api/v2/dags/{dag_id}/tasks")["tasks"]}
 
 
 def wait_for_dag(airflow: AirflowAPI, dag_id: str, tasks: set[str], timeout: float) -> float:
     """Wait until the API shows `dag_id` with exactly `tasks`; returns when (monotonic)."""
-    until(f"{dag_id} with {len(tasks)} tasks", lambda: task_ids(airflow, dag_id) == tasks, timeout)
+    until(
+        lambda: task_ids(airflow, dag_id) == tasks,
+        timeout=timeout,
+        interval=POLL_SECONDS,
+        what=f"{dag_id} with {len(tasks)} tasks",
+        retry_on=(Exception,),  # e.g. 404 until the DAG exists
+    )
     return time.monotonic()
 
 
@@ -129,7 +124,13 @@ def timed_run(airflow: AirflowAPI, dag_id: str, timeout: float = 900) -> TimedRu
         run = airflow.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
         return dict(run) if run["state"] in ("success", "failed") else None
 
-    run = until(f"{dag_id} run {run_id} finished", finished, timeout)
+    run = until(
+        finished,
+        timeout=timeout,
+        interval=POLL_SECONDS,
+        what=f"{dag_id} run {run_id} finished",
+        retry_on=(Exception,),
+    )
     seconds = time.monotonic() - started
     tasks = airflow.task_instances(dag_id, run_id)
     states = {t["task_id"]: t["state"] for t in tasks}

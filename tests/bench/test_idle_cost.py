@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import psycopg2
 import pytest
 
 from tests.bench import report
@@ -63,18 +62,7 @@ def _cpu_ns(container: Any) -> int:
 
 
 def _database(platform: Any) -> tuple[int, int]:
-    env = platform.env("postgres")
-    with (
-        psycopg2.connect(
-            host="127.0.0.1",
-            port=platform.overrides["docker"]["ports"]["postgres"],
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            dbname="postgres",
-            connect_timeout=10,
-        ) as conn,
-        conn.cursor() as cur,
-    ):
+    with platform.metadata_database() as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_stat_clear_snapshot()")
         cur.execute(TRANSACTIONS)
         transactions, rows = cur.fetchone()

@@ -9,7 +9,7 @@ import pytest
 
 from etlstack import render
 from tests.bench import report
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT
 
 ROUNDS = 5
 

@@ -16,10 +16,8 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,9 @@ import base_images  # noqa: E402
 import deploy  # noqa: E402
 import harness  # noqa: E402
 from harness import ARTIFACTS, PROJECT_ROOT, Platform  # noqa: E402
+
+from tests.support.polling import until  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 harness.progress_to_terminal()
 
@@ -114,12 +115,6 @@ def project() -> Path:
     return copy
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _save_logs(platform_client: docker.DockerClient, applier: deploy.Applier) -> None:
     directory = ARTIFACTS / "logs"
     directory.mkdir(parents=True, exist_ok=True)
@@ -159,7 +154,7 @@ def _keep_build_cache(client: docker.DockerClient, applier: deploy.Applier) -> N
 
 @pytest.fixture(scope="session")
 def platform(engine: docker.DockerClient, project: Path) -> Iterator[Platform]:
-    ports = {"airflow": _free_port(), "registry": _free_port(), "postgres": _free_port()}
+    ports = {"airflow": free_port(), "registry": free_port(), "postgres": free_port()}
     applier, overrides = harness.platform_applier(engine, project, STACK, E2E_STACK, ports)
     # A run that was killed may have left this stack's objects behind.
     applier.destroy()
@@ -188,14 +183,14 @@ def example_dag(platform: Platform) -> str:
 
 
 def _wait_for_dag(platform: Platform, dag_id: str) -> str:
-    deadline = time.monotonic() + 300
-    while True:
-        dags = platform.airflow.get("/api/v2/dags?limit=100")["dags"]
-        if any(d["dag_id"] == dag_id for d in dags):
-            return dag_id
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no DAG {dag_id!r}; DAGs: {[d['dag_id'] for d in dags]}")
-        time.sleep(5)
+    seen: list[str] = []
+
+    def stored() -> bool:
+        seen[:] = [d["dag_id"] for d in platform.airflow.get("/api/v2/dags?limit=100")["dags"]]
+        return dag_id in seen
+
+    until(stored, timeout=300, interval=5, what=lambda: f"DAG {dag_id!r} stored (DAGs: {seen})")
+    return dag_id
 
 
 @pytest.fixture(scope="session")

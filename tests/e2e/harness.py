@@ -20,6 +20,14 @@ import psycopg2
 from etlstack import render
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
+# The modules here import each other as top-level modules (this folder on the path:
+# conftest.py puts it there, and a script run from it has it); what the tests share
+# with the fast tests comes from the repository root's tests.support.
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.append(str(PROJECT_ROOT))
+
+from tests.support.polling import until  # noqa: E402
+
 ARTIFACTS = PROJECT_ROOT / ".e2e-artifacts"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -96,17 +104,21 @@ class AirflowAPI:
         return str(run["dag_run_id"])
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
+        last: list[str] = []
+
+        def finished() -> dict[str, Any] | None:
             run = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
-            if run["state"] != last:
+            if last[-1:] != [run["state"]]:
                 log.info("%s run %s is %s", dag_id, run_id, run["state"])
-                last = run["state"]
-            if run["state"] in ("success", "failed"):
-                return dict(run)
-            time.sleep(3)
-        raise AssertionError(f"{dag_id} run {run_id} still {last} after {timeout:.0f}s")
+                last.append(run["state"])
+            return dict(run) if run["state"] in ("success", "failed") else None
+
+        return until(
+            finished,
+            timeout=timeout,
+            interval=3,
+            what=lambda: f"{dag_id} run {run_id} still {last[-1] if last else None}",
+        )
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         answer = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
@@ -183,6 +195,24 @@ class Platform:
         except psycopg2.OperationalError as error:
             # Not chained: the report would print psycopg2's arguments, password included.
             raise AssertionError(f"connecting to the warehouse on port {port}: {error}") from None
+
+    def metadata_database(self) -> Any:
+        """A connection to PostgreSQL's maintenance database as its superuser, on the
+        published port."""
+        env = self.env("postgres")
+        port = self.overrides["docker"]["ports"]["postgres"]
+        try:
+            return psycopg2.connect(
+                host="127.0.0.1",
+                port=port,
+                user=env["POSTGRES_USER"],
+                password=env["POSTGRES_PASSWORD"],
+                dbname="postgres",
+                connect_timeout=10,
+            )
+        except psycopg2.OperationalError as error:
+            # Not chained: the report would print psycopg2's arguments, password included.
+            raise AssertionError(f"connecting to PostgreSQL on port {port}: {error}") from None
 
     def assert_succeeded(self, dag_id: str, run_id: str, run: dict[str, Any]) -> None:
         """The run and every task succeeded; otherwise fail with the failed tasks' logs."""

@@ -19,15 +19,14 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 import docker.errors
-import psycopg2
 import pytest
 from harness import Platform, http_status, log
 
 from etlstack import render
+from tests.support.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -41,19 +40,8 @@ MANIFEST_TYPES = ", ".join(
 )
 
 
-def _until(what: str, check: Callable[[], Any], timeout: float, every: float = 2) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        try:
-            value, last = check(), None
-        except Exception as error:  # the component may still be coming back
-            value, last = None, error
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s (last error: {last})")
-        time.sleep(every)
+# Any error while waiting counts as "not yet": the component may still be coming back.
+COMING_BACK = (Exception,)
 
 
 def _crash(platform: Platform, suffix: str) -> None:
@@ -70,11 +58,23 @@ def _crash(platform: Platform, suffix: str) -> None:
         container.reload()
         return int(container.attrs["RestartCount"]) > restarts and container.status == "running"
 
-    _until(f"{container.name} restarted by its restart policy", restarted, 120, every=1)
+    until(
+        restarted,
+        timeout=120,
+        interval=1,
+        what=f"{container.name} restarted by its restart policy",
+        retry_on=COMING_BACK,
+    )
     platform.wait_all_healthy(timeout=300)
     # The api-server may have dropped its connections meanwhile; log in again.
     platform.airflow.token = None
-    _until("Airflow's API answers", lambda: platform.airflow.get("/api/v2/monitor/health"), 120)
+    until(
+        lambda: platform.airflow.get("/api/v2/monitor/health"),
+        timeout=120,
+        interval=2,
+        what="Airflow's API answers",
+        retry_on=COMING_BACK,
+    )
 
 
 def _history(platform: Platform) -> dict[tuple[str, str, str], tuple[str, int]]:
@@ -138,7 +138,13 @@ def test_scheduler_crash_mid_run_loses_no_task(platform: Platform, example_dag: 
         states = _task_states(platform, example_dag, run_id)
         return next((task for task, ti in states.items() if ti["state"] == "running"), None)
 
-    killed_in = _until(f"a running task of {run_id}", running_task, 300, every=0.5)
+    killed_in = until(
+        running_task,
+        timeout=300,
+        interval=0.5,
+        what=f"a running task of {run_id}",
+        retry_on=COMING_BACK,
+    )
     _crash(platform, "airflow-scheduler")
 
     run = platform.airflow.wait_run(example_dag, run_id, timeout=900)
@@ -184,11 +190,12 @@ def test_task_over_its_memory_limit_is_killed_said_so_and_retried(
 
 def test_postgres_crash_loses_no_history(platform: Platform, example_dag: str) -> None:
     # A settled history (the example DAG is scheduled @daily, so a run may be in flight).
-    _until(
-        "every run finished",
+    until(
         lambda: set(_runs(platform).values()) <= {"success", "failed"},
-        600,
-        every=3,
+        timeout=600,
+        interval=3,
+        what="every run finished",
+        retry_on=COMING_BACK,
     )
     runs_before, history_before = _runs(platform), _history(platform)
     assert history_before, "no history to lose: the fault tests ran nothing before"
@@ -200,19 +207,7 @@ def test_postgres_crash_loses_no_history(platform: Platform, example_dag: str) -
     assert {key: runs_after.get(key) for key in runs_before} == runs_before
     assert {key: history_after.get(key) for key in history_before} == history_before
     # And the metadata database's own: a direct query through the published port.
-    env = platform.env("postgres")
-    port = platform.overrides["docker"]["ports"]["postgres"]
-    with (
-        psycopg2.connect(
-            host="127.0.0.1",
-            port=port,
-            user=env["POSTGRES_USER"],
-            password=env["POSTGRES_PASSWORD"],
-            dbname="postgres",
-            connect_timeout=10,
-        ) as conn,
-        conn.cursor() as cur,
-    ):
+    with platform.metadata_database() as conn, conn.cursor() as cur:
         cur.execute("SELECT datname FROM pg_database WHERE datname = 'warehouse'")
         assert cur.fetchone(), "the warehouse database is gone"
     conn.close()
@@ -229,11 +224,12 @@ def test_registry_restart_keeps_every_pushed_image(platform: Platform) -> None:
 
     log.info("restarting the registry")
     platform.container("registry").restart(timeout=30)
-    _until(
-        "the registry answers",
+    until(
         lambda: http_status(f"http://{registry}/v2/", _basic(auth)) == 200,
-        120,
-        every=1,
+        timeout=120,
+        interval=1,
+        what="the registry answers",
+        retry_on=COMING_BACK,
     )
 
     for name, reference in artifacts.items():

@@ -29,6 +29,7 @@ import pytest
 from harness import PROJECT_ROOT, Platform, http_status, log
 
 from etlstack import render
+from tests.support.polling import until
 
 pytestmark = pytest.mark.e2e
 
@@ -304,15 +305,18 @@ def test_broken_dag_file_is_an_import_error_and_others_keep_running(
     refresh = int(
         platform.env("airflow-dag-processor").get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "300")
     )
-    deadline = time.monotonic() + refresh + 180
     errors: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        errors = platform.airflow.get("/api/v2/importErrors")["import_errors"]
-        if any(BROKEN_DAG in str(e.get("filename")) for e in errors):
-            break
-        time.sleep(5)
-    broken = [e for e in errors if BROKEN_DAG in str(e.get("filename"))]
-    assert broken, f"no import error for {BROKEN_DAG} within {refresh + 180}s: {errors}"
+
+    def reported() -> list[dict[str, Any]]:
+        errors[:] = platform.airflow.get("/api/v2/importErrors")["import_errors"]
+        return [e for e in errors if BROKEN_DAG in str(e.get("filename"))]
+
+    broken = until(
+        reported,
+        timeout=refresh + 180,
+        interval=5,
+        what=lambda: f"an import error for {BROKEN_DAG} (import errors: {errors})",
+    )
     assert "SyntaxError" in broken[0]["stack_trace"] or "invalid syntax" in broken[0]["stack_trace"]
     # Only the broken file fails to import.
     assert all(BROKEN_DAG in str(e.get("filename")) for e in errors), errors
@@ -332,15 +336,13 @@ def test_postgres_restart_keeps_history_and_data(
     platform.wait_all_healthy(timeout=300)
     # A fresh token: the api-server may have lost its connections meanwhile.
     platform.airflow.token = None
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            runs_after = platform.airflow.get(f"/api/v2/dags/{example_dag}/dagRuns?limit=100")
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(3)
+    runs_after = until(
+        lambda: platform.airflow.get(f"/api/v2/dags/{example_dag}/dagRuns?limit=100"),
+        timeout=120,
+        interval=3,
+        what="Airflow's API answers again",
+        retry_on=(Exception,),
+    )
 
     def summary(runs: dict[str, Any]) -> set[tuple[str, str]]:
         return {(r["dag_run_id"], r["state"]) for r in runs["dag_runs"]}

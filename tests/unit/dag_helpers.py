@@ -14,7 +14,7 @@ from typing import Any
 from airflow.dag_processing.dagbag import DagBag
 
 from etlstack import render
-from tests.conftest import PROJECT_ROOT, STACKS, stack_overrides
+from tests.support.stacks import PROJECT_ROOT, STACKS, evaluate
 
 DAGS = PROJECT_ROOT / "dags"
 RUNTIME_ENV = "ETLSTACK_RUNTIME"
@@ -43,11 +43,6 @@ def _runtime_values(value: Any, found: set[str]) -> None:
             _runtime_values(item, found)
 
 
-@functools.cache
-def evaluation(stack: str) -> render.Evaluation:
-    return render.evaluate(stack, PROJECT_ROOT, overrides=stack_overrides(stack))
-
-
 def runtime_of(evaluated: render.Evaluation) -> str:
     """The one ETLSTACK_RUNTIME value every Airflow component of the evaluated stack gets."""
     found: set[str] = set()
@@ -59,7 +54,7 @@ def runtime_of(evaluated: render.Evaluation) -> str:
 
 @functools.cache
 def stack_runtime(stack: str) -> str:
-    return runtime_of(evaluation(stack))
+    return runtime_of(evaluate(stack))
 
 
 def stack_images(stack: str) -> dict[str, str]:

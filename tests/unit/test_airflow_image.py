@@ -18,7 +18,7 @@ import pytest
 from docker.utils.build import exclude_paths
 from packaging.requirements import Requirement
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT
 
 IMAGE = PROJECT_ROOT / "airflow_image"
 

@@ -9,7 +9,7 @@ import pytest
 
 from etlstack.catalog import STANDARD_IMAGE, discover
 from etlstack.config import ConfigError
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT
 
 
 @pytest.fixture

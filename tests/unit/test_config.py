@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from etlstack.config import ConfigError, Target, load_config, parse_settings
-from tests.conftest import PROJECT_ROOT, STACKS
+from tests.support.stacks import PROJECT_ROOT, STACKS, evaluate
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -43,7 +43,7 @@ def test_the_stacks_are_local_dev_and_prod() -> None:
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_every_stack_file_validates(evaluate: Any, stack: str) -> None:
+def test_every_stack_file_validates(stack: str) -> None:
     config = evaluate(stack).config
     assert config.stack == stack
     assert config.target in (Target.DOCKER, Target.KUBERNETES)
@@ -194,8 +194,6 @@ def test_secrets_reach_the_program_as_pulumi_secrets() -> None:
 
 
 def test_a_bad_stack_file_fails_before_any_resource_is_declared(tmp_path: Path) -> None:
-    from etlstack import render
-
     for name in ("Pulumi.yaml", "airflow_image", "dags", "pipelines"):
         (tmp_path / name).symlink_to(PROJECT_ROOT / name)
     (tmp_path / "Pulumi.broken.yaml").write_text(
@@ -204,7 +202,9 @@ def test_a_bad_stack_file_fails_before_any_resource_is_declared(tmp_path: Path) 
     declared: list[str] = []
 
     with pytest.raises(ConfigError, match="etlstack:colour: unknown setting"):
-        render.evaluate("broken", tmp_path, program=lambda config: declared.append("program ran"))
+        evaluate(
+            "broken", project_root=tmp_path, program=lambda config: declared.append("program ran")
+        )
     assert declared == []
 
 
@@ -226,9 +226,7 @@ def test_a_stack_file_that_is_not_a_mapping_is_a_configuration_error(
     assert not (tmp_path / "out").exists()
 
 
-def test_a_review_needs_no_docker_engine_and_shows_what_pulumi_up_reads(
-    evaluate: Any,
-) -> None:
+def test_a_review_needs_no_docker_engine_and_shows_what_pulumi_up_reads() -> None:
     socket = "/nonexistent/docker.sock"
     evaluation = evaluate("local", docker={"socketGid": "auto", "socketPath": socket})
 

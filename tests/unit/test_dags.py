@@ -16,7 +16,7 @@ import pytest
 from airflow.serialization.serialized_objects import DagSerialization
 
 from etlstack.catalog import discover
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT
 from tests.unit.dag_helpers import (
     BUILDING_STACKS,
     DAGS,

@@ -1,11 +1,12 @@
 """The DAG factory's operators, for both targets, with each stack's real runtime.
 
 Docker: the operator runs against the platform's real Docker API proxy configuration
-(HAProxy in front of a stub engine, from test_docker_api_proxy): a pipeline task's
-container create gets through with its limits, the smoke test's forbidden launches
-are refused with 403. Kubernetes: the pod the operator would create is built offline
-and validated strictly against the Kubernetes 1.30 schema, then checked against what
-the stack deploys (service account, secrets, RBAC).
+(HAProxy in front of a stub engine, from tests/unit/docker/test_docker_api_proxy.py):
+a pipeline task's container create gets through with its limits, the smoke test's
+forbidden launches are refused with 403. Kubernetes: the pod the operator would
+create is built offline and validated strictly against the Kubernetes 1.30 schema,
+then checked against what the stack deploys (service account, secrets, and RBAC as
+the offline model in tests/unit/kubernetes_helpers.py decides it).
 """
 
 from __future__ import annotations
@@ -31,16 +32,15 @@ from pipeline_factory import (
     refused_tasks,
 )
 from pipeline_factory.runtime import Runtime, cpu_cores, memory_bytes, parse
-from tests.conftest import STACKS
-from tests.unit.dag_helpers import evaluation, stack_runtime
-from tests.unit.kubernetes_helpers import RbacAuthorizer, Request, manifests
+from tests.support.stacks import KUBERNETES_STACKS, STACKS, evaluate
+from tests.unit.dag_helpers import stack_runtime
 
 # The platform's real proxy (HAProxy with the rendered allowlist) as a fixture.
-from tests.unit.test_docker_api_proxy import Proxy
-from tests.unit.test_docker_api_proxy import proxy as proxy
+from tests.unit.docker.test_docker_api_proxy import Proxy
+from tests.unit.docker.test_docker_api_proxy import proxy as proxy
+from tests.unit.kubernetes_helpers import RbacAuthorizer, Request, manifests
 
 WAREHOUSE = "postgresql://warehouse:s3cr%2Ft@postgres:5432/warehouse"
-KUBERNETES_STACKS = ("dev", "prod")
 
 
 def runtime(stack: str, **changes: Any) -> Runtime:
@@ -113,7 +113,7 @@ def test_a_pipeline_the_stack_does_not_deploy_is_refused(stack: str) -> None:
 
 def test_only_a_stack_that_deploys_promoted_artifacts_says_so() -> None:
     promoted = {s for s in STACKS if runtime(s).promoted}
-    assert promoted == {s for s in STACKS if evaluation(s).config.settings.artifacts is not None}
+    assert promoted == {s for s in STACKS if evaluate(s).config.settings.artifacts is not None}
     assert promoted, "no stack deploys promoted artifacts"
 
 
@@ -357,7 +357,7 @@ def test_kubernetes_pod_uses_what_the_stack_deploys(stack: str) -> None:
     settings = runtime(stack)
     assert settings.kubernetes is not None
     namespace = settings.kubernetes.namespace
-    objects = manifests(evaluation(stack))
+    objects = manifests(evaluate(stack))
 
     def present(kind: str, name: str) -> dict[str, Any]:
         found = [
@@ -378,10 +378,10 @@ def test_kubernetes_pod_uses_what_the_stack_deploys(stack: str) -> None:
 
 @pytest.mark.parametrize("stack", KUBERNETES_STACKS)
 def test_kubernetes_launches_are_allowed_and_the_refused_one_is_not(stack: str) -> None:
-    """As the API server's RBAC would decide for the scheduler, which launches pods."""
+    """For the scheduler, which launches pods, as the offline RBAC model decides."""
     settings = runtime(stack)
-    platform_namespace = evaluation(stack).config.kubernetes.namespace
-    authorizer = RbacAuthorizer(manifests(evaluation(stack)))
+    platform_namespace = evaluate(stack).config.kubernetes.namespace
+    authorizer = RbacAuthorizer(manifests(evaluate(stack)))
     allowed = pipeline_task("weather", "extract", runtime=settings)
     (refused,) = refused_tasks("platform-smoke", runtime=settings)
     assert isinstance(refused, KubernetesPodOperator)

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT
 
 IMAGE = PROJECT_ROOT / "airflow_image"
 

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from etlstack import render
 from etlstack.catalog import STANDARD_IMAGE, discover
 from etlstack.cli import main
-from tests.conftest import PROJECT_ROOT, stack_overrides
+from tests.support.stacks import PROJECT_ROOT, evaluate
 from tests.unit.dag_helpers import RUNTIME_ENV, parse, runtime_of
 
 
@@ -77,7 +76,7 @@ def test_the_generated_dag_parses_and_runs_the_pipelines_tasks_on_its_image(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     new_pipeline(project, "sales-daily", monkeypatch)
-    evaluation = render.evaluate("local", project, overrides=stack_overrides("local"))
+    evaluation = evaluate("local", project_root=project)
     runtime = runtime_of(evaluation)
     monkeypatch.setenv(RUNTIME_ENV, runtime)
     monkeypatch.syspath_prepend(str(project / "dags"))

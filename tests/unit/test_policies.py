@@ -24,11 +24,7 @@ from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from etlstack import policies, render
-from tests.unit.kubernetes_helpers import (
-    KUBERNETES_STACKS,
-    PROJECT_ROOT,
-    evaluate,
-)
+from tests.support.stacks import KUBERNETES_STACKS, PROJECT_ROOT, evaluate
 
 
 @dataclass

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
+from etlstack import render
 from etlstack.catalog import discover
 from etlstack.cli import main
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT, evaluate
 
 
 def digest(seed: str) -> str:
@@ -219,12 +220,10 @@ def test_without_the_pulumi_cli_it_says_to_pass_an_outputs_file(
 def test_prod_deploys_exactly_the_promoted_references(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from etlstack import render
-
     release = outputs_for("r7")
     promote(project, write_outputs(project, release), monkeypatch=monkeypatch)
 
-    evaluation = render.evaluate("prod", project)
+    evaluation = evaluate("prod", project_root=project)
 
     promoted = release["artifacts"]
     # Nothing is built: prod runs what dev ran.

@@ -11,16 +11,14 @@ import yaml
 from etlstack import render
 from etlstack.catalog import STANDARD_IMAGE, discover
 from etlstack.cli import main
-from tests.conftest import PROJECT_ROOT, STACKS, stack_overrides
+from tests.support.stacks import PROJECT_ROOT, STACKS, evaluate
 
 STANDARD_DOCKERFILE = PROJECT_ROOT / STANDARD_IMAGE / "Dockerfile"
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_secret_reaches_a_rendered_file(stack: str, tmp_path: Path) -> None:
-    evaluation = render.evaluate(
-        stack, PROJECT_ROOT, overrides=stack_overrides(stack), real_secrets=True
-    )
+    evaluation = evaluate(stack, real_secrets=True)
     # Every generated password and key; connection strings and htpasswd entries are
     # built from them, so none of these may appear in a file.
     secrets = {s for s in evaluation.generated_secrets if len(s) >= 12}
@@ -54,7 +52,7 @@ def test_the_cli_writes_kubernetes_objects_and_outputs(
 
 
 def test_local_renders_docker_resources_as_type_name_inputs(tmp_path: Path) -> None:
-    evaluation = render.evaluate("local", PROJECT_ROOT, overrides=stack_overrides("local"))
+    evaluation = evaluate("local")
 
     render.write(evaluation, tmp_path / "local")
 
@@ -104,7 +102,7 @@ def test_an_unknown_stack_lists_the_known_ones(
 def test_no_resource_is_declared_twice(stack: str) -> None:
     # evaluate() itself raises on a (type, name, parent) declared twice; this checks
     # the names users see are unique too, since the engine keys state by them.
-    evaluation = render.evaluate(stack, PROJECT_ROOT, overrides=stack_overrides(stack))
+    evaluation = evaluate(stack)
     names = [(r.type, r.name) for r in evaluation.resources]
     assert len(names) == len(set(names))
 
@@ -117,7 +115,7 @@ def test_image_builds_resolve_from_the_programs_working_directory(
     program_directory = PROJECT_ROOT / "infra"
     monkeypatch.chdir(program_directory)
 
-    evaluation = render.evaluate("local", PROJECT_ROOT, overrides=stack_overrides("local"))
+    evaluation = evaluate("local", fresh=True)
 
     images = evaluation.by_type("docker:index/image:Image")
     assert len(images) == 1 + len(discover(PROJECT_ROOT).pipelines)
@@ -135,10 +133,7 @@ def test_image_builds_resolve_from_the_programs_working_directory(
 
 def test_real_secrets_are_random_unless_seeded_and_then_the_same_for_the_same_seed() -> None:
     def secrets(seed: bytes | None) -> set[str]:
-        overrides = stack_overrides("local")
-        evaluation = render.evaluate(
-            "local", PROJECT_ROOT, overrides=overrides, real_secrets=True, secret_seed=seed
-        )
+        evaluation = evaluate("local", real_secrets=True, secret_seed=seed, fresh=True)
         return evaluation.generated_secrets - {
             s for s in evaluation.generated_secrets if s.startswith("$2")
         }  # bcrypt hashes are salted afresh; the passwords they hash are what is compared

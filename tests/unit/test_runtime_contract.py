@@ -16,7 +16,7 @@ import pytest
 
 from pipeline_factory import contract
 from pipeline_factory.runtime import RuntimeSettingsError, parse
-from tests.conftest import STACKS
+from tests.support.stacks import STACKS
 from tests.unit.dag_helpers import stack_runtime
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from etlstack.settings_doc import markdown
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT
 
 REFERENCE = PROJECT_ROOT / "docs" / "settings.md"
 

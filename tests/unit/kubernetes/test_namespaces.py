@@ -1,18 +1,16 @@
-"""Everything created in a namespace waits for it, through the namespace's own output."""
+"""The two namespaces (namespaces.py): restricted, and waited for by everything created in them."""
 
 from __future__ import annotations
 
-import pytest
-
 from etlstack import render
-from tests.conftest import PROJECT_ROOT
+from tests.unit.kubernetes.stack import Stack
+from tests.unit.kubernetes_helpers import of_kind
 
 NAMESPACE = "kubernetes:core/v1:Namespace"
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_every_namespaced_object_depends_on_its_namespace(stack: str) -> None:
-    evaluation = render.evaluate(stack, PROJECT_ROOT)
+def test_every_namespaced_object_depends_on_its_namespace(stack: Stack) -> None:
+    evaluation = stack.evaluation
     namespaces = {
         render.reveal(r.inputs)["metadata"]["name"]: r.urn for r in evaluation.by_type(NAMESPACE)
     }
@@ -27,3 +25,10 @@ def test_every_namespaced_object_depends_on_its_namespace(stack: str) -> None:
     for resource in namespaced:
         namespace = render.reveal(resource.inputs)["metadata"]["namespace"]
         assert namespaces[namespace] in resource.dependencies, resource.name
+
+
+def test_two_namespaces_enforcing_the_restricted_profile(stack: Stack) -> None:
+    namespaces = of_kind(stack.objects, "Namespace")
+    assert {n["metadata"]["name"] for n in namespaces} == {stack.platform, stack.pipelines}
+    for namespace in namespaces:
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

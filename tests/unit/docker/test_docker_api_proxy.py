@@ -1,4 +1,5 @@
-"""The Docker API proxy's allowlist, run for real.
+"""The Docker API proxy (docker_api_proxy.py): its container as the `local` stack declares
+it, and its allowlist, run for real.
 
 HAProxy (Debian's package; `.ci/run` installs it) runs the rendered configuration,
 with its backend pointed at a stub Docker Engine on a Unix socket that records every
@@ -17,7 +18,6 @@ import socketserver
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -26,7 +26,12 @@ from typing import Any
 
 import pytest
 
+from etlstack import render
 from etlstack.docker.docker_api_proxy import render_config
+from tests.support.polling import until
+from tests.support.ports import free_port
+from tests.support.stacks import TEST_SOCKET_GID, evaluate
+from tests.unit.docker.containers import PREFIX, container, containers
 
 PIPELINES = "etlstack-local-pipelines"
 IMAGE = "127.0.0.1:5000/etlstack/pipelines/weather@sha256:" + "a" * 64
@@ -114,12 +119,6 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
             super().handle_error(request, client_address)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass
 class Proxy:
     port: int
@@ -141,7 +140,7 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     server = _UnixServer(str(socket_path), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    port = _free_port()
+    port = free_port()
     config = workdir / "haproxy.cfg"
     config.write_text(
         render_config(PIPELINES, listen=f"127.0.0.1:{port}", docker_socket=str(socket_path))
@@ -151,16 +150,14 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     process = subprocess.Popen(
         [haproxy, "-db", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+
+    def listening() -> bool:
+        assert process.poll() is None, process.stdout.read() if process.stdout else ""
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "haproxy did not start listening"
-                time.sleep(0.05)
+        until(listening, timeout=10, interval=0.05, what="haproxy listening", retry_on=(OSError,))
         yield Proxy(port=port, seen=seen)
     finally:
         process.terminate()
@@ -606,3 +603,52 @@ def test_haproxy_accepts_the_rendered_configuration(tmp_path: Path) -> None:
     config.write_text(render_config(PIPELINES))
     check = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+# --- The proxy's container, as the local stack declares it ------------------------
+
+
+def test_only_the_proxy_mounts_the_docker_socket(local: render.Evaluation) -> None:
+    socket_path = local.config.docker.socket_path
+    mounting = {
+        name
+        for name, r in containers(local).items()
+        if socket_path in json.dumps(render.mask(r.inputs.get("mounts", [])))
+        or socket_path in json.dumps(render.mask(r.inputs.get("volumes", [])))
+        or "docker.sock" in json.dumps(render.mask(r.inputs.get("mounts", [])))
+    }
+    assert mounting == {f"{PREFIX}-docker-api-proxy"}
+
+
+def test_the_proxy_reaches_the_socket_through_its_group_not_as_root(
+    local: render.Evaluation,
+) -> None:
+    proxy = container(local, "docker-api-proxy").inputs
+    assert proxy["mounts"] == [
+        {
+            "type": "bind",
+            "source": local.config.docker.socket_path,
+            "target": "/var/run/docker.sock",
+            "readOnly": True,
+        }
+    ]
+    assert proxy["groupAdds"] == [str(TEST_SOCKET_GID)]
+    assert proxy["user"] == "haproxy"
+    assert proxy.get("privileged") in (None, False)
+    assert proxy["capabilities"] == {"drops": ["ALL"]}
+    assert not proxy.get("ports")
+
+
+def test_the_socket_group_comes_from_configuration() -> None:
+    evaluation = evaluate("local", docker={"socketGid": 4242})
+    assert container(evaluation, "docker-api-proxy").inputs["groupAdds"] == ["4242"]
+
+
+def test_the_proxy_runs_the_allowlist_for_this_stacks_pipelines_network(
+    local: render.Evaluation,
+) -> None:
+    proxy = container(local, "docker-api-proxy").inputs
+    (upload,) = proxy["uploads"]
+    assert upload["file"] == "/usr/local/etc/haproxy/haproxy.cfg"
+    assert upload["content"] == render_config(f"{PREFIX}-pipelines")
+    assert proxy["command"][-2:] == ["-f", "/usr/local/etc/haproxy/haproxy.cfg"]
