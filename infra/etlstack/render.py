@@ -90,11 +90,17 @@ class PlatformMocks(pulumi.runtime.Mocks):
     """
 
     def __init__(
-        self, real_secrets: bool, project_root: Path, secret_seed: bytes | None = None
+        self,
+        real_secrets: bool,
+        project_root: Path,
+        secret_seed: bytes | None = None,
+        referenced: Mapping[str, Evaluation] | None = None,
     ) -> None:
         self.real_secrets = real_secrets
         self.project_root = project_root
         self.secret_seed = secret_seed
+        # The stacks this one reads outputs of, evaluated before it (see evaluate()).
+        self.referenced = dict(referenced or {})
         self.generated: set[str] = set()
 
     def _random_bytes(self, count: int, label: str) -> bytes:
@@ -106,16 +112,18 @@ class PlatformMocks(pulumi.runtime.Mocks):
             stream += hmac.new(self.secret_seed, block, hashlib.sha256).digest()
         return stream[:count]
 
-    def _referenced_stack_outputs(self, stack: str) -> dict[str, Any]:
-        """What another stack of this project exports, as far as its file tells."""
-        config, _ = stack_file_config(self.project_root, stack)
-        registry = json.loads(config.get(f"{NAMESPACE}:registry", "{}"))
-        password = self._random_text(32, f"stack:{stack}")
-        self.generated.add(password)
-        return {
-            "registry": registry.get("host") or f"registry.{stack}.invalid",
-            "registryPassword": password,
-        }
+    def _referenced_stack_outputs(self, stack: str) -> tuple[dict[str, Any], list[str]]:
+        """What another stack of this project exports: the outputs its own program
+        exported when it was evaluated, and which of them are secret."""
+        evaluation = self.referenced.get(stack)
+        if evaluation is None:
+            raise ConfigError(
+                f"the program references stack {stack!r}, which the stack's settings do not "
+                "name (registry.fromStack), so it was not evaluated first"
+            )
+        self.generated |= evaluation.generated_secrets
+        secret = sorted(name for name, value in evaluation.outputs.items() if is_secret(value))
+        return reveal(evaluation.outputs), secret
 
     def _random_text(self, length: int, label: str) -> str:
         if not self.real_secrets:
@@ -141,10 +149,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.typ == "pulumi:pulumi:StackReference":
             # Arrives as a read of the stack named `organization/project/stack`.
             stack = str(args.inputs.get("name") or args.resource_id).rsplit("/", 1)[-1]
+            outputs, secret_names = self._referenced_stack_outputs(stack)
             state = {
                 "name": args.inputs.get("name") or args.resource_id,
-                "outputs": self._referenced_stack_outputs(stack),
-                "secretOutputNames": ["registryPassword"],
+                "outputs": outputs,
+                "secretOutputNames": secret_names,
             }
         elif args.typ == "random:index/randomPassword:RandomPassword":
             result = self._random_text(int(args.inputs["length"]), args.name)
@@ -240,6 +249,12 @@ def stack_file_config(project_root: Path, stack: str) -> tuple[dict[str, str], l
     return config, secret_keys
 
 
+def _referenced_stacks(config: Mapping[str, str]) -> list[str]:
+    """The stacks whose outputs this one reads (registry.fromStack), from its flat config."""
+    registry = json.loads(config.get(f"{NAMESPACE}:registry", "{}"))
+    return [registry["fromStack"]] if registry.get("fromStack") else []
+
+
 def evaluate(
     stack: str,
     project_root: Path,
@@ -268,7 +283,13 @@ def evaluate(
         full_key = f"{NAMESPACE}:{key}"
         config[full_key] = json.dumps(value) if isinstance(value, dict | list) else str(value)
 
-    mocks = PlatformMocks(real_secrets, project_root, secret_seed)
+    # A stack reference answers with the referenced stack's real outputs: that stack is
+    # evaluated first, from its own file (the runtime settings are global, so not during).
+    referenced = {
+        name: evaluate(name, project_root, real_secrets=real_secrets, secret_seed=secret_seed)
+        for name in _referenced_stacks(config)
+    }
+    mocks = PlatformMocks(real_secrets, project_root, secret_seed, referenced)
     # A fresh root stack per evaluation, so outputs of an earlier one never leak in.
     pulumi.runtime.settings.ROOT.set(None)
     monitor = _RecordingMonitor(mocks)
