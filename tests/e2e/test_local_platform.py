@@ -324,6 +324,49 @@ def test_broken_dag_file_is_an_import_error_and_others_keep_running(
     platform.assert_succeeded(example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))
 
 
+# Airflow's own tutorial, in short: a task that runs its code inside the scheduler.
+CODE_IN_AIRFLOW_DAG = "tutorial_in_airflow.py"
+CODE_IN_AIRFLOW = """from datetime import UTC, datetime
+
+from airflow.providers.standard.operators.python import PythonOperator
+from airflow.sdk import DAG
+
+with DAG(dag_id="tutorial_in_airflow", schedule=None, start_date=datetime(2024, 1, 1, tzinfo=UTC)):
+    PythonOperator(task_id="print_env", python_callable=lambda: print("in the scheduler"))
+"""
+
+
+def test_a_dag_that_runs_code_inside_airflow_is_refused_by_the_cluster_policy(
+    platform: Platform,
+) -> None:
+    """The image's cluster policy, in the running dag-processor: the DAG never exists."""
+    _put_file(
+        platform.container("airflow-dag-processor"),
+        "/opt/airflow/dags",
+        CODE_IN_AIRFLOW_DAG,
+        CODE_IN_AIRFLOW,
+    )
+    refresh = int(
+        platform.env("airflow-dag-processor").get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "300")
+    )
+
+    def reported() -> list[dict[str, Any]]:
+        errors = platform.airflow.get("/api/v2/importErrors")["import_errors"]
+        return [e for e in errors if CODE_IN_AIRFLOW_DAG in str(e.get("filename"))]
+
+    refused = until(
+        reported,
+        timeout=refresh + 180,
+        interval=5,
+        what=f"an import error for {CODE_IN_AIRFLOW_DAG}",
+    )
+    trace = refused[0]["stack_trace"]
+    assert "refused by the platform" in trace
+    assert "runs its code inside an Airflow component" in trace
+    dags = platform.airflow.get("/api/v2/dags?limit=100")["dags"]
+    assert "tutorial_in_airflow" not in {d["dag_id"] for d in dags}
+
+
 def test_postgres_restart_keeps_history_and_data(
     platform: Platform, example_dag: str, example_run: tuple[str, dict[str, Any]]
 ) -> None:
