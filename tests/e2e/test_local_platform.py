@@ -257,13 +257,16 @@ def test_smoke_dag_refusal_is_refused_by_the_proxy(platform: Platform, smoke_dag
         for t in tasks
         if t["try_number"]
     }
-    refused = [task for task, text in logs.items() if "403" in text and "Forbidden" in text]
-    assert refused, f"no task of {smoke_dag} was refused with 403: {run['state']}, {list(logs)}"
-    allowed = [
-        t["task_id"] for t in tasks if t["state"] == "success" and t["task_id"] not in refused
-    ]
-    assert allowed, f"no task of {smoke_dag} ran where tasks are allowed: {tasks}"
-    log.info("smoke run %s: %s; refused: %s; allowed: %s", run_id, run["state"], refused, allowed)
+    probes = sorted(t["task_id"] for t in tasks if t["task_id"].endswith("_refused"))
+    # Every launch the platform must refuse was refused by the proxy, not one of them.
+    assert probes == ["host_mount_refused", "privileged_container_refused"], probes
+    for probe in probes:
+        assert "403" in logs[probe] and "Forbidden" in logs[probe], (
+            f"{probe}: {logs[probe][-2000:]}"
+        )
+    # A probe succeeds only when refused, and the allowed task must run: all green.
+    platform.assert_succeeded(smoke_dag, run_id, run)
+    log.info("smoke run %s: %s; refused: %s", run_id, run["state"], probes)
 
 
 def test_proxy_refuses_calls_outside_its_allowlist(platform: Platform) -> None:
@@ -282,15 +285,30 @@ def test_proxy_refuses_calls_outside_its_allowlist(platform: Platform) -> None:
         )
         == 403
     )
+    # A create the proxy accepts, and the same with Privileged: only that makes the 403.
+    runtime = json.loads(platform.env("airflow-scheduler")["ETLSTACK_RUNTIME"])
+    task_container = {
+        "Image": runtime["pipelineImages"]["platform-smoke"],
+        "Cmd": ["true"],
+        "User": "10001:10001",
+        "Labels": {"org.etlstack.e2e": "proxy-control"},
+        "HostConfig": {"NetworkMode": runtime["docker"]["network"]},
+    }
+    privileged = {
+        **task_container,
+        "HostConfig": {**task_container["HostConfig"], "Privileged": True},
+    }
     assert (
-        _proxy_status(
-            platform,
-            "POST",
-            "/v1.41/containers/create",
-            json.dumps({"Image": "x", "HostConfig": {"Privileged": True}}),
-        )
-        == 403
+        _proxy_status(platform, "POST", "/v1.41/containers/create", json.dumps(privileged)) == 403
     )
+    assert (
+        _proxy_status(platform, "POST", "/v1.41/containers/create", json.dumps(task_container))
+        == 201
+    )
+    created = platform.client.containers.list(all=True, filters={"label": "org.etlstack.e2e"})
+    assert len(created) == 1, "the privileged create made a container, or the control did not"
+    assert created[0].attrs["HostConfig"]["Privileged"] is False
+    created[0].remove(force=True)
     assert not platform.client.networks.list(names=["e2e-should-not-exist"])
 
 
