@@ -123,16 +123,23 @@ try:
     with urllib.request.urlopen(request, timeout=30) as response:
         print(response.status)
 except urllib.error.HTTPError as error:
+    print(error.read()[:300].decode(errors="replace").replace("\\n", " "))
     print(error.code)
 """
 
 
-def _proxy_status(platform: Platform, method: str, path: str, body: str = "") -> int:
+def _proxy_answer(platform: Platform, method: str, path: str, body: str = "") -> tuple[int, str]:
+    """The status of a Docker API call made from the scheduler, and the error's body."""
     scheduler = platform.container("airflow-scheduler")
     result = scheduler.exec_run(["python3", "-c", PROXY_CALL, method, path, body])
     output = bytes(result.output).decode(errors="replace").strip()
     assert result.exit_code == 0, f"calling the proxy from the scheduler failed: {output}"
-    return int(output.splitlines()[-1])
+    *text, status = output.splitlines()
+    return int(status), " ".join(text)
+
+
+def _proxy_status(platform: Platform, method: str, path: str, body: str = "") -> int:
+    return _proxy_answer(platform, method, path, body)[0]
 
 
 def _put_file(container: Any, directory: str, name: str, text: str) -> None:
@@ -310,6 +317,24 @@ def test_proxy_refuses_calls_outside_its_allowlist(platform: Platform) -> None:
     assert created[0].attrs["HostConfig"]["Privileged"] is False
     created[0].remove(force=True)
     assert not platform.client.networks.list(names=["e2e-should-not-exist"])
+    # Pulls: from the platform's registry they reach the engine (which then asks the
+    # registry); from anywhere else, the host's loopback included, the proxy says no.
+    registry = str(platform.outputs["registry"])
+    status, answer = _proxy_answer(
+        platform, "POST", f"/v1.41/images/create?fromImage={registry}/x&tag=1"
+    )
+    # HAProxy's own refusal page says "Request forbidden by administrative rules".
+    assert "administrative rules" not in answer, (status, answer)
+    engine_port = platform.overrides["docker"]["ports"]["airflow"]
+    for elsewhere in (f"127.0.0.1:{engine_port}/x", "docker.io/library/alpine"):
+        status, answer = _proxy_answer(
+            platform, "POST", f"/v1.41/images/create?fromImage={elsewhere}&tag=1"
+        )
+        assert (status, "administrative rules" in answer) == (403, True), (elsewhere, answer)
+    assert (
+        _proxy_status(platform, "POST", "/v1.41/auth", json.dumps({"serveraddress": registry}))
+        == 403
+    )
 
 
 def test_broken_dag_file_is_an_import_error_and_others_keep_running(

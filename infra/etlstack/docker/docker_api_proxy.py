@@ -30,6 +30,7 @@ TEMPLATE = Path(__file__).with_name("haproxy.cfg.in")
 
 def render_config(
     pipelines_network: str,
+    registry: str,
     *,
     listen: str = f":{PORT}",
     docker_socket: str = SOCKET_IN_CONTAINER,
@@ -38,8 +39,9 @@ def render_config(
     values = {
         "@LISTEN@": listen,
         "@DOCKER_SOCKET@": docker_socket,
-        # Inside a PCRE2 pattern in single quotes.
+        # Inside PCRE2 patterns in single quotes.
         "@PIPELINES_NETWORK@": re.escape(pipelines_network),
+        "@REGISTRY@": re.escape(registry),
     }
     text = TEMPLATE.read_text()
     for placeholder, value in values.items():
@@ -57,6 +59,8 @@ class DockerApiProxyArgs:
     docker_api_network: pulumi.Input[str]
     # The network task containers must be created on; the only one the proxy allows.
     pipelines_network: str
+    # host[:port] of the platform's registry: the only one images are pulled from.
+    registry: str
 
 
 class DockerApiProxy(pulumi.ComponentResource):
@@ -87,7 +91,7 @@ class DockerApiProxy(pulumi.ComponentResource):
             security_opts=["no-new-privileges:true"],
             uploads=[
                 docker.ContainerUploadArgs(
-                    file=CONFIG_PATH, content=render_config(args.pipelines_network)
+                    file=CONFIG_PATH, content=render_config(args.pipelines_network, args.registry)
                 )
             ],
             mounts=[

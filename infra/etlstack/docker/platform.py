@@ -14,7 +14,7 @@ from etlstack.docker.airflow import Airflow, AirflowArgs
 from etlstack.docker.docker_api_proxy import DockerApiProxy, DockerApiProxyArgs
 from etlstack.docker.network import PlatformNetworks, PlatformNetworksArgs
 from etlstack.docker.postgres import Postgres, PostgresArgs
-from etlstack.docker.registry import Registry, RegistryArgs, published_host
+from etlstack.docker.registry import Registry, RegistryArgs, published_host, registry_host
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,7 @@ class DockerPlatform(pulumi.ComponentResource):
             DockerApiProxyArgs(
                 image=settings.images.docker_proxy,
                 docker=docker_settings,
+                registry=registry_host(settings.registry, docker_settings),
                 prefix=prefix,
                 docker_api_network=networks.docker_api.name,
                 pipelines_network=networks.pipelines_name,

@@ -40,6 +40,12 @@ def published_host(bind_address: str) -> str:
     return "127.0.0.1" if bind_address in ("0.0.0.0", "::") else bind_address
 
 
+def registry_host(settings: RegistrySettings, docker: Docker) -> str:
+    """host[:port] the Docker daemon pushes to and pulls from: an external registry's
+    host, or the deployed one's published port."""
+    return settings.host or f"{published_host(docker.bind_address)}:{docker.ports.registry}"
+
+
 class Registry(pulumi.ComponentResource):
     # Where images go, and the credentials the builder and the Docker daemon use.
     access: RegistryAccess
@@ -109,9 +115,7 @@ class Registry(pulumi.ComponentResource):
         )
         # The Docker daemon pushes and pulls through the published port. Deriving the
         # address from the container makes every image build and push wait for it.
-        server = settings.host or (
-            f"{published_host(docker_settings.bind_address)}:{docker_settings.ports.registry}"
-        )
+        server = registry_host(settings, docker_settings)
         self.access = RegistryAccess(
             server=self.container.name.apply(lambda _: server),
             username=username,

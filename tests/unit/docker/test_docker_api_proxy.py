@@ -34,6 +34,8 @@ from tests.support.stacks import TEST_SOCKET_GID, evaluate
 from tests.unit.docker.containers import PREFIX, container, containers
 
 PIPELINES = "etlstack-local-pipelines"
+# The platform's registry, the only one images are pulled from.
+REGISTRY = "127.0.0.1:5000"
 IMAGE = "127.0.0.1:5000/etlstack/pipelines/weather@sha256:" + "a" * 64
 CONTAINER_ID = "0123456789ab"
 
@@ -143,7 +145,9 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     port = free_port()
     config = workdir / "haproxy.cfg"
     config.write_text(
-        render_config(PIPELINES, listen=f"127.0.0.1:{port}", docker_socket=str(socket_path))
+        render_config(
+            PIPELINES, REGISTRY, listen=f"127.0.0.1:{port}", docker_socket=str(socket_path)
+        )
     )
     check = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -231,7 +235,12 @@ ALLOWED: list[tuple[str, str, bytes | None]] = [
     ),
     ("GET", "/v1.41/images/127.0.0.1:5000/etlstack/pipelines/weather%40sha256:abc/json", None),
     ("POST", "/v1.41/images/create?tag=1.0&fromImage=127.0.0.1%3A5000%2Fetlstack%2Fweather", None),
-    ("POST", "/v1.41/auth", b'{"username": "etlstack", "password": "pw"}'),
+    (
+        "POST",
+        "/v1.41/images/create?fromImage=127.0.0.1:5000/etlstack/pipelines/weather%40sha256%3A"
+        + "a" * 64,
+        None,
+    ),
     ("POST", "/v1.41/containers/create", _json(task_container())),
     ("POST", "/v1.41/containers/create?name=weather-extract", _json(task_container())),
     ("POST", "/containers/create", _json(task_container(NetworkMode="none"))),
@@ -306,6 +315,21 @@ REFUSED_CALLS: list[tuple[str, str, bytes | None]] = [
     ("POST", "/v1.41/images/create?fromSrc=-&repo=x", b""),
     ("POST", "/v1.41/images/create?fromImage=x&fromSrc=-", None),
     ("POST", "/v1.41/images/create?tag=1", None),
+    # Pulls from anywhere but the platform's registry: the engine connects from the
+    # host's network, host loopback included, and echoes the reply in its error.
+    ("POST", "/v1.41/images/create?fromImage=alpine&tag=3.20", None),
+    ("POST", "/v1.41/images/create?fromImage=docker.io%2Flibrary%2Falpine", None),
+    ("POST", "/v1.41/images/create?fromImage=127.0.0.1%3A2375%2Fx", None),
+    ("POST", "/v1.41/images/create?fromImage=127.0.0.1%3A5000.evil.example%2Fx", None),
+    ("POST", "/v1.41/images/create?fromImage=127.0.0.1%3A50001%2Fx", None),
+    ("POST", "/v1.41/images/create?fromImage=localhost%3A5000%2Fx", None),
+    ("POST", "/v1.41/images/create?fromImage=127.0.0.1%3A5000%2Fx+y", None),
+    ("POST", "/v1.41/images/create?fromImage=127.0.0.1%253A5000%252Fx", None),
+    ("POST", "/v1.41/images/create?fromImage=evil.example%2F127.0.0.1%3A5000%2Fx", None),
+    ("POST", "/v1.41/images/create?fromImage=&fromImage=127.0.0.1%3A5000%2Fx", None),
+    # Registry logins: the platform never makes one, and one to another host is a probe.
+    ("POST", "/v1.41/auth", b'{"username": "etlstack", "password": "pw"}'),
+    ("POST", "/v1.41/auth", b'{"serveraddress": "127.0.0.1:6379"}'),
     # stdin of another container, directly or with an encoded parameter name.
     ("POST", f"/v1.41/containers/{CONTAINER_ID}/attach?stream=1&stdin=1", None),
     ("POST", f"/v1.41/containers/{CONTAINER_ID}/attach?stream=1&%73tdin=1", None),
@@ -580,12 +604,12 @@ def test_the_docker_operator_is_refused_when_it_asks_for_the_host(
 
 
 def test_the_template_has_no_unrendered_placeholders() -> None:
-    assert "@" not in render_config(PIPELINES).replace("%40", "")
+    assert "@" not in render_config(PIPELINES, REGISTRY).replace("%40", "").replace("@sha256", "")
 
 
 def test_the_deployed_configuration_is_the_tested_one_with_production_endpoints() -> None:
-    deployed = render_config(PIPELINES)
-    tested = render_config(PIPELINES, listen="127.0.0.1:1", docker_socket="/tmp/x.sock")
+    deployed = render_config(PIPELINES, REGISTRY)
+    tested = render_config(PIPELINES, REGISTRY, listen="127.0.0.1:1", docker_socket="/tmp/x.sock")
     assert "bind :2375\n" in deployed
     assert "server engine /var/run/docker.sock\n" in deployed
     assert (
@@ -600,7 +624,7 @@ def test_haproxy_accepts_the_rendered_configuration(tmp_path: Path) -> None:
     haproxy = shutil.which("haproxy")
     assert haproxy, "haproxy is not installed; apt-get install -y haproxy"
     config = tmp_path / "haproxy.cfg"
-    config.write_text(render_config(PIPELINES))
+    config.write_text(render_config(PIPELINES, REGISTRY))
     check = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
@@ -650,5 +674,7 @@ def test_the_proxy_runs_the_allowlist_for_this_stacks_pipelines_network(
     proxy = container(local, "docker-api-proxy").inputs
     (upload,) = proxy["uploads"]
     assert upload["file"] == "/usr/local/etc/haproxy/haproxy.cfg"
-    assert upload["content"] == render_config(f"{PREFIX}-pipelines")
+    assert upload["content"] == render_config(
+        f"{PREFIX}-pipelines", f"127.0.0.1:{local.config.docker.ports.registry}"
+    )
     assert proxy["command"][-2:] == ["-f", "/usr/local/etc/haproxy/haproxy.cfg"]
