@@ -8,6 +8,7 @@ without the binaries the tests fail and say what to install.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pwd
@@ -30,12 +31,44 @@ WAREHOUSE_PASSWORD = "test-only-warehouse-password"
 
 @dataclass(frozen=True)
 class Server:
-    socket_dir: str
+    """A running server: its folder (data, socket and log), port and binaries."""
+
+    directory: Path
     port: int
+    bin_dir: Path
+    # PostgreSQL refuses to run as root; as root, it runs as the postgres user.
+    run_as: str | None
+
+    @property
+    def log(self) -> Path:
+        return self.directory / "server.log"
+
+    def run(self, *command: str, extra_env: dict[str, str] | None = None) -> None:
+        """Run `command` as the server's user, its binaries first on PATH; it must pass."""
+        result = subprocess.run(
+            command,
+            user=self.run_as,
+            env={
+                **os.environ,
+                "PATH": f"{self.bin_dir}:{os.environ['PATH']}",
+                **(extra_env or {}),
+            },
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            server_log = self.log.read_text() if self.log.exists() else ""
+            pytest.fail(
+                f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n"
+                f"{result.stderr}\n{server_log}",
+                pytrace=False,
+            )
 
     def admin(self) -> psycopg2.extensions.connection:
+        """The superuser, on the local socket."""
         conn = psycopg2.connect(
-            host=self.socket_dir, port=self.port, user="postgres", dbname="postgres"
+            host=str(self.directory), port=self.port, user="postgres", dbname="postgres"
         )
         conn.autocommit = True
         return conn
@@ -53,62 +86,51 @@ def _server_binary(name: str) -> str:
     )
     if not found:
         pytest.fail(
-            f"PostgreSQL server binary {name!r} not found: install the PostgreSQL server "
-            "(Debian: apt-get install postgresql) to run the pipelines' tests",
+            f"PostgreSQL server binary {name!r} not found: these tests run against a "
+            "throwaway server; install it (Debian: apt-get install postgresql)",
             pytrace=False,
         )
     return str(found)
 
 
+@contextlib.contextmanager
+def throwaway_server(prefix: str = "pipeline-pg-") -> Iterator[Server]:
+    """An empty server in a new folder, as a new data directory is before any init script:
+    only the `postgres` superuser, local connections trusted, TCP on 127.0.0.1 with a
+    password. Stopped, and its folder removed, on exit."""
+    bin_dir = Path(_server_binary("initdb")).parent
+    run_as = "postgres" if os.geteuid() == 0 else None
+    # A folder the server's user can reach (pytest's temporary folders are root's only).
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    if run_as:
+        account = pwd.getpwnam(run_as)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+    server = Server(directory=directory, port=_free_port(), bin_dir=bin_dir, run_as=run_as)
+    data = str(directory / "data")
+    try:
+        server.run(
+            "initdb", "-D", data, "-U", "postgres", "--auth-local=trust",
+            "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-instructions",
+        )  # fmt: skip
+        options = f"-p {server.port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        server.run(
+            "pg_ctl", "-D", data, "-l", str(server.log), "-o", options, "-w", "-t", "60", "start"
+        )
+        try:
+            yield server
+        finally:
+            server.run("pg_ctl", "-D", data, "-m", "immediate", "stop")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Server]:
     """A throwaway PostgreSQL server for the session, with the warehouse role."""
-    initdb, pg_ctl = _server_binary("initdb"), _server_binary("pg_ctl")
-    # PostgreSQL refuses to run as root: as root, run it as the postgres user.
-    run_as = "postgres" if os.geteuid() == 0 else None
-    base = Path(tempfile.mkdtemp(prefix="pipeline-pg-"))
-    if run_as:
-        account = pwd.getpwnam(run_as)
-        os.chown(base, account.pw_uid, account.pw_gid)
-    data, log = base / "data", base / "server.log"
-    port = _free_port()
-
-    def run(*command: str) -> None:
-        result = subprocess.run(command, user=run_as, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            server_log = log.read_text() if log.exists() else ""
-            pytest.fail(
-                f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n"
-                f"{result.stderr}\n{server_log}",
-                pytrace=False,
-            )
-
-    run(
-        initdb,
-        "-D",
-        str(data),
-        "-U",
-        "postgres",
-        "--auth-local=trust",
-        "--auth-host=scram-sha-256",
-        "--encoding=UTF8",
-        "--no-instructions",
-    )
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start")
-    server = Server(socket_dir=str(base), port=port)
-    try:
+    with throwaway_server() as server:
         with closing(server.admin()) as conn, conn.cursor() as cur:
             cur.execute(f"CREATE ROLE {WAREHOUSE_USER} LOGIN PASSWORD %s", (WAREHOUSE_PASSWORD,))
         yield server
-    finally:
-        subprocess.run(
-            [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-            user=run_as,
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(base, ignore_errors=True)
 
 
 _databases = itertools.count()
