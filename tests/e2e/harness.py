@@ -181,38 +181,31 @@ class Platform:
 
     def warehouse(self) -> Any:
         """A connection to the warehouse as the pipelines' role, on the published port."""
-        env = self.env("postgres")
-        port = self.overrides["docker"]["ports"]["postgres"]
-        try:
-            return psycopg2.connect(
-                host="127.0.0.1",
-                port=port,
-                user="warehouse",
-                password=env["WAREHOUSE_DB_PASSWORD"],
-                dbname="warehouse",
-                connect_timeout=10,
-            )
-        except psycopg2.OperationalError as error:
-            # Not chained: the report would print psycopg2's arguments, password included.
-            raise AssertionError(f"connecting to the warehouse on port {port}: {error}") from None
+        return self._postgres("warehouse", "WAREHOUSE_DB_PASSWORD", "warehouse")
 
     def metadata_database(self) -> Any:
         """A connection to PostgreSQL's maintenance database as its superuser, on the
         published port."""
-        env = self.env("postgres")
+        return self._postgres(
+            self.env("postgres")["POSTGRES_USER"], "POSTGRES_PASSWORD", "postgres"
+        )
+
+    def _postgres(self, user: str, password_variable: str, dbname: str) -> Any:
         port = self.overrides["docker"]["ports"]["postgres"]
         try:
             return psycopg2.connect(
                 host="127.0.0.1",
                 port=port,
-                user=env["POSTGRES_USER"],
-                password=env["POSTGRES_PASSWORD"],
-                dbname="postgres",
+                user=user,
+                password=self.env("postgres")[password_variable],
+                dbname=dbname,
                 connect_timeout=10,
             )
         except psycopg2.OperationalError as error:
             # Not chained: the report would print psycopg2's arguments, password included.
-            raise AssertionError(f"connecting to PostgreSQL on port {port}: {error}") from None
+            raise AssertionError(
+                f"connecting to {dbname} as {user} on port {port}: {error}"
+            ) from None
 
     def assert_succeeded(self, dag_id: str, run_id: str, run: dict[str, Any]) -> None:
         """The run and every task succeeded; otherwise fail with the failed tasks' logs."""
