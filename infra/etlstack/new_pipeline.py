@@ -14,7 +14,7 @@ import stat
 import sys
 from pathlib import Path
 
-from etlstack.catalog import NAME_PATTERN, RESERVED_NAMES
+from etlstack.catalog import NAME_PATTERN, RESERVED_NAMES, pipeline_folders
 from etlstack.config import ConfigError
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -48,9 +48,7 @@ def check_name(project_root: Path, name: str) -> str:
     folder = project_root / "pipelines" / name
     if folder.exists():
         raise ConfigError(f"pipelines/{name}/ exists already; choose another name")
-    for other in sorted((project_root / "pipelines").iterdir()):
-        if not other.is_dir() or other.name.startswith((".", "_")):
-            continue
+    for other in pipeline_folders(project_root):
         if package_name(other.name) == package:
             raise ConfigError(
                 f"{name!r} and pipelines/{other.name}/ would share the package {package!r}; "
