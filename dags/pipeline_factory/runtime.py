@@ -7,6 +7,7 @@ turns what is wrong with it into a message that names the key and the fix.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 
@@ -92,6 +93,9 @@ def _message(error: ErrorDetails) -> str:
     return f"{ENV} {key} is malformed ({error['msg']}); the platform sets it, redeploy"
 
 
+# Every DAG parse reads the same value for each of its tasks (the factory and the
+# cluster policy both ask): validated once per value. A Runtime is frozen.
+@functools.lru_cache(maxsize=8)
 def parse(raw: str) -> Runtime:
     try:
         runtime = Runtime.model_validate_json(raw)
