@@ -239,9 +239,10 @@ def stack_overrides(
     stack: str,
     client: docker.DockerClient,
     stand_ins: dict[str, str],
-    ports: dict[str, int | None],
+    ports: dict[str, int | None] | None,
 ) -> dict[str, Any]:
-    """The local stack as a team with an internal mirror (and a TLS interceptor) sets it."""
+    """The local stack as a team with an internal mirror (and a TLS interceptor) sets it,
+    published on 127.0.0.1 at `ports` (None: the stack's own)."""
     stack_file, _ = render.stack_file_config(project, stack)
 
     def current(key: str) -> dict[str, Any]:
@@ -260,7 +261,9 @@ def stack_overrides(
     return {
         "images": _merge(current("images"), stand_ins),
         "build": _merge(current("build"), build),
-        "docker": _merge(current("docker"), {"bindAddress": "127.0.0.1", "ports": ports}),
+        "docker": _merge(
+            current("docker"), {"bindAddress": "127.0.0.1", **({"ports": ports} if ports else {})}
+        ),
     }
 
 
@@ -276,7 +279,7 @@ def platform_applier(
     project: Path,
     stack: str,
     as_stack: str,
-    ports: dict[str, int | None],
+    ports: dict[str, int | None] | None,
     secret_seed: bytes | None = None,
 ) -> tuple[deploy.Applier, dict[str, Any]]:
     """The applier for the stack file `stack` of `project` under the name `as_stack`, on the

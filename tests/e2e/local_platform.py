@@ -30,8 +30,6 @@ import docker.errors
 import harness
 from harness import PROJECT_ROOT, log
 
-from etlstack import render
-
 STACK = "local"
 # The name an end-to-end session deploys the local stack under (tests/e2e/conftest.py).
 E2E_STACK = "e2e"
@@ -55,9 +53,8 @@ def _engine() -> docker.DockerClient:
 
 def up() -> int:
     client = _engine()
-    ports = render.evaluate(STACK, PROJECT_ROOT).config.docker.ports.model_dump()
     applier, overrides = harness.platform_applier(
-        client, PROJECT_ROOT, STACK, STACK, ports, _secret_seed()
+        client, PROJECT_ROOT, STACK, STACK, None, _secret_seed()
     )
     # What changed in the working tree is created anew; the volumes (the data) stay.
     applier.destroy(volumes=False)

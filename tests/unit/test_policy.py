@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.support.stacks import PROJECT_ROOT
 from tests.unit.dag_helpers import BUILDING_STACKS, DAGS, RUNTIME_ENV, parse, stack_runtime
 
 LOCAL_SETTINGS = PROJECT_ROOT / "airflow_image" / "policy" / "airflow_local_settings.py"

@@ -164,12 +164,19 @@ def test_refusals_name_the_problem_and_change_no_file(
     assert says in capsys.readouterr().err
 
 
+def next_release_after_r1(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> dict[str, Any]:
+    """Prod pinned to release r1 (its output read and dropped); the outputs of r2."""
+    promote(project, write_outputs(project, outputs_for("r1"), "r1.json"), monkeypatch=monkeypatch)
+    capsys.readouterr()
+    return outputs_for("r2")
+
+
 def test_a_pipeline_new_in_dev_is_promoted_without_touching_prod_by_hand(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    promote(project, write_outputs(project, outputs_for("r1"), "r1.json"), monkeypatch=monkeypatch)
-    capsys.readouterr()
-    release = outputs_for("r2")
+    release = next_release_after_r1(project, monkeypatch, capsys)
     added = f"registry.dev.example.org/etlstack/pipelines/sales@{digest('sales')}"
     release["artifacts"]["sales"] = added
 
@@ -182,9 +189,7 @@ def test_a_pipeline_new_in_dev_is_promoted_without_touching_prod_by_hand(
 def test_a_pipeline_dev_no_longer_runs_is_dropped_from_prod(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    promote(project, write_outputs(project, outputs_for("r1"), "r1.json"), monkeypatch=monkeypatch)
-    capsys.readouterr()
-    release = outputs_for("r2")
+    release = next_release_after_r1(project, monkeypatch, capsys)
     dropped = next(name for name in release["artifacts"] if name not in ("airflow", "dags"))
     del release["artifacts"][dropped]
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg2
 import pytest
+from pipeline_testing.postgres import throwaway_server
 
 from etlstack import render
-from tests.support.postgres import throwaway_server
 from tests.support.stacks import evaluate
 from tests.unit.docker.containers import (
     PREFIX,
