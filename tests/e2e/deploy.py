@@ -176,7 +176,7 @@ def _needs(evaluation: render.Evaluation) -> tuple[list[render.Resource], dict[s
 def _schedule(
     evaluation: render.Evaluation,
 ) -> tuple[dict[str, render.Resource], TopologicalSorter[str]]:
-    """The custom resources by URN, in declared order, and their dependency graph, prepared.
+    """The custom resources by URN, and their dependency graph, prepared.
 
     A dependency cycle fails here, before anything is created.
     """
@@ -191,20 +191,21 @@ def _schedule(
     return by_urn, graph
 
 
-def _declared_first(by_urn: dict[str, render.Resource], urns: Iterable[str]) -> list[str]:
-    position = {urn: i for i, urn in enumerate(by_urn)}
-    return sorted(urns, key=position.__getitem__)
+def _stable(urns: Iterable[str]) -> list[str]:
+    # The mock runtime records resources as their registrations complete, which is not
+    # always the order the program declared them; URNs give every run the same order.
+    return sorted(urns)
 
 
 def order(evaluation: render.Evaluation) -> list[render.Resource]:
     """The custom resources in an order that respects every dependency.
 
-    Each ready set, after what it waits for; within one, the order the program declared.
+    Each ready set after what it waits for; within one, by URN, so every run has the same order.
     """
     by_urn, graph = _schedule(evaluation)
     ordered: list[render.Resource] = []
     while graph.is_active():
-        ready = _declared_first(by_urn, graph.get_ready())
+        ready = _stable(graph.get_ready())
         ordered += [by_urn[urn] for urn in ready]
         graph.done(*ready)
     return ordered
@@ -287,7 +288,7 @@ class Applier:
         running: dict[Future[None], render.Resource] = {}
         with ThreadPoolExecutor(max_workers=4, thread_name_prefix="apply") as pool:
             while graph.is_active():
-                for urn in _declared_first(by_urn, graph.get_ready()):
+                for urn in _stable(graph.get_ready()):
                     running[pool.submit(self._create, by_urn[urn])] = by_urn[urn]
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
