@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     StrictBool,
     StringConstraints,
     model_validator,
@@ -66,6 +67,18 @@ class TaskResources(_Contract):
     memory: Setting
 
 
+class Housekeeping(_Contract):
+    """What platform_housekeeping keeps, in seconds (the stack's housekeeping settings), and
+    where the backups of the platform's PostgreSQL are, to check the newest is recent."""
+
+    task_logs_seconds: PositiveInt
+    metadata_seconds: PositiveInt
+    failed_task_containers_seconds: PositiveInt
+    # Both absent with an external database, which keeps its own backups.
+    backups_every_seconds: PositiveInt | None = None
+    backups_directory: Setting | None = None
+
+
 class Runtime(_Contract):
     """The target, the pinned image of every pipeline the stack deploys, the pool, the
     task limits and the target's launch settings (its block, named after the target)."""
@@ -80,6 +93,7 @@ class Runtime(_Contract):
     # The stack accepts tasks that run their own code inside an Airflow component
     # (airflow.allowTasksInAirflow); pipeline_factory/policy.py refuses them otherwise.
     allow_tasks_in_airflow: StrictBool = False
+    housekeeping: Housekeeping
     docker: DockerSettings | None = None
     kubernetes: KubernetesSettings | None = None
 

@@ -22,7 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
-from etlstack.config import StackConfig
+from etlstack.config import StackConfig, seconds
 
 AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 # The pool every pipeline task runs in; its size is airflow.pipelineTaskSlots.
@@ -31,6 +31,10 @@ API_SERVER_PORT = 8080
 SCHEDULER_HEALTH_PORT = 8974
 ORPHANED_TASKS_CHECK_SECONDS = 60
 DAG_FOLDER_SCAN_SECONDS = 30
+# Where Airflow writes task logs (its default base_log_folder), on a volume of its own,
+# and where the scheduler sees the backups of the platform's PostgreSQL, read-only.
+TASK_LOGS_DIRECTORY = "/opt/airflow/logs"
+BACKUPS_DIRECTORY = "/opt/etlstack/backups"
 
 
 class AirflowSecrets(pulumi.ComponentResource):
@@ -164,7 +168,9 @@ def runtime_settings(
     """The platform facts the DAG factory needs at parse and run time (ETLSTACK_RUNTIME),
     built with the model its reader uses."""
     contract = runtime_contract(config.project_root)
-    airflow = config.settings.airflow
+    settings = config.settings
+    airflow = settings.airflow
+    housekeeping = settings.housekeeping
     target = config.target.value
     resolved = pulumi.Output.from_input({"images": pipeline_images, "settings": target_settings})
     return resolved.apply(
@@ -176,6 +182,19 @@ def runtime_settings(
             allow_tasks_in_airflow=airflow.allow_tasks_in_airflow,
             task_resources=contract.TaskResources(
                 cpu=airflow.task_resources.cpu, memory=airflow.task_resources.memory
+            ),
+            housekeeping=contract.Housekeeping(
+                task_logs_seconds=seconds(housekeeping.task_logs),
+                metadata_seconds=seconds(housekeeping.metadata),
+                failed_task_containers_seconds=seconds(housekeeping.failed_task_containers),
+                **(
+                    {}
+                    if settings.postgres.external
+                    else {
+                        "backups_every_seconds": seconds(settings.postgres.backups.every),
+                        "backups_directory": BACKUPS_DIRECTORY,
+                    }
+                ),
             ),
             **{target: value["settings"]},
         ).dump()

@@ -89,7 +89,29 @@ def _ip_address(value: str) -> str:
     return value
 
 
+_DURATION = re.compile(r"(?P<amount>[0-9]+)(?P<unit>[smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _duration(value: str) -> str:
+    match = _DURATION.fullmatch(value)
+    if not match or int(match["amount"]) == 0:
+        raise ValueError(
+            f"{value!r} is not a positive duration; write a whole number and one unit "
+            "(s, m, h, d, w), e.g. '30d', '12h' or '90m'"
+        )
+    return value
+
+
+def seconds(duration: str) -> int:
+    """A duration setting ('30d', '12h'), already validated, in seconds."""
+    match = _DURATION.fullmatch(duration)
+    assert match is not None, duration
+    return int(match["amount"]) * _SECONDS[match["unit"]]
+
+
 ImageRef = Annotated[str, AfterValidator(_image_reference)]
+Duration = Annotated[str, AfterValidator(_duration)]
 Quantity = Annotated[str, AfterValidator(_quantity)]
 IPAddress = Annotated[str, AfterValidator(_ip_address)]
 
@@ -260,6 +282,51 @@ class Airflow(_Settings):
         return self
 
 
+class Backups(_Settings):
+    """Scheduled dumps of the Airflow database and the warehouse, on a volume of their own.
+
+    The platform's PostgreSQL only: an external database keeps its own backups."""
+
+    every: Duration = Field(default="1d", description="How often a backup is taken.")
+    keep: Duration = Field(
+        default="14d", description="How long a backup is kept before it is removed."
+    )
+    storage_size: Quantity = Field(
+        default="20Gi", description="Size of the backups' volume (PVC, kubernetes target)."
+    )
+
+    @model_validator(mode="after")
+    def _keeps_one(self) -> Backups:
+        if seconds(self.keep) < seconds(self.every):
+            raise ValueError(
+                f"backups.keep ({self.keep}) is shorter than backups.every ({self.every}), "
+                "so no backup would be kept; make keep at least as long as every"
+            )
+        return self
+
+
+class Housekeeping(_Settings):
+    """What the platform keeps of what every run adds, and for how long; the platform_housekeeping
+    DAG removes the rest on its own."""
+
+    task_logs: Duration = Field(
+        default="30d", description="Task logs older than this are removed from the logs volume."
+    )
+    metadata: Duration = Field(
+        default="90d",
+        description="Run history older than this is removed from Airflow's database "
+        "(airflow db clean).",
+    )
+    failed_task_containers: Duration = Field(
+        default="7d",
+        description="Failed task containers (docker) or pods (kubernetes) are kept this long "
+        "for debugging, then removed; successful ones are removed at once.",
+    )
+    task_logs_storage_size: Quantity = Field(
+        default="5Gi", description="Size of the task logs' volume (PVC, kubernetes target)."
+    )
+
+
 class Postgres(_Settings):
     """Airflow's metadata database and the warehouse."""
 
@@ -277,6 +344,7 @@ class Postgres(_Settings):
         description="Keep the data volume when the stack is destroyed; set false only to "
         "really lose it.",
     )
+    backups: Backups = Field(default=Backups(), description=Backups.__doc__)
 
 
 class Registry(_Settings):
@@ -425,6 +493,7 @@ class _StackSettings(_Settings):
     airflow: Airflow = Field(default=Airflow(), description=Airflow.__doc__)
     postgres: Postgres = Field(default=Postgres(), description=Postgres.__doc__)
     registry: Registry = Field(default=Registry(), description=Registry.__doc__)
+    housekeeping: Housekeeping = Field(default=Housekeeping(), description=Housekeeping.__doc__)
     artifacts: dict[ArtifactName, str] | None = Field(
         default=None,
         description="References pinned by `etlstack promote` from the stack that ran them: "

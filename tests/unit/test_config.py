@@ -115,6 +115,21 @@ def test_socket_gid_auto_without_a_socket_says_how_to_fix() -> None:
             "scheduler.replicas must be 1",
             "LocalExecutor",
         ),
+        (
+            docker_stack(housekeeping={"taskLogs": "30 days"}),
+            "etlstack:housekeeping.taskLogs",
+            "e.g. '30d'",
+        ),
+        (
+            docker_stack(housekeeping={"metadata": "0d"}),
+            "etlstack:housekeeping.metadata",
+            "not a positive duration",
+        ),
+        (
+            docker_stack(postgres={"backups": {"every": "1w", "keep": "3d"}}),
+            "backups.keep (3d) is shorter than backups.every (1w)",
+            "at least as long",
+        ),
         ({"target": "kubernetes"}, "kubernetes block", "kubernetes.context"),
         (
             kubernetes_stack(kubernetes={"context": "c", "version": "1.19"}),
