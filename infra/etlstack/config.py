@@ -148,8 +148,9 @@ class Images(_Settings):
     """Third-party images. Point them at a mirror if Docker Hub is out of reach."""
 
     postgres: ImageRef = Field(
-        default="postgres:16.4-bookworm",
-        description="PostgreSQL 16, the version the official Airflow compose file runs.",
+        default="postgres:17.12-trixie",
+        description="PostgreSQL 17, what Debian 13 ships and what the tests run: a dump "
+        "restores only into the same or a newer major.",
     )
     registry: ImageRef = Field(
         default="registry:2.8.3",
@@ -341,8 +342,8 @@ class Postgres(_Settings):
     )
     retain_on_destroy: bool = Field(
         default=True,
-        description="Keep the data volume when the stack is destroyed; set false only to "
-        "really lose it.",
+        description="Keep the data volume, the backups' volume and the task logs' volume when "
+        "the stack is destroyed; set false only to really lose them.",
     )
     backups: Backups = Field(default=Backups(), description=Backups.__doc__)
 

@@ -17,6 +17,8 @@ import pulumi_docker as docker
 
 from etlstack.airflow_settings import (
     API_SERVER_PORT,
+    BACKUPS_DIRECTORY,
+    TASK_LOGS_DIRECTORY,
     AirflowSecrets,
     airflow_environment,
     database_url,
@@ -56,6 +58,7 @@ class AirflowArgs:
 
 class Airflow(pulumi.ComponentResource):
     secrets: AirflowSecrets
+    task_logs: docker.Volume
     migration: docker.Container
     api_server: docker.Container
     scheduler: docker.Container
@@ -91,6 +94,18 @@ class Airflow(pulumi.ComponentResource):
             runtime=runtime,
         )
         airflow_settings = config.settings.airflow
+        # Task logs outlive the containers (every deploy replaces them), as the database
+        # does; platform_housekeeping removes those past housekeeping.taskLogs.
+        self.task_logs = docker.Volume(
+            f"{name}-task-logs",
+            name=f"{args.prefix}-airflow-logs",
+            opts=pulumi.ResourceOptions(
+                parent=self, retain_on_delete=config.settings.postgres.retain_on_destroy
+            ),
+        )
+        task_logs = docker.ContainerVolumeArgs(
+            volume_name=self.task_logs.name, container_path=TASK_LOGS_DIRECTORY
+        )
 
         def networks(alias: str, *, docker_api: bool = False) -> list[Any]:
             attached = [
@@ -133,6 +148,7 @@ class Airflow(pulumi.ComponentResource):
             *,
             extra_secret: dict[str, pulumi.Output[str]] | None = None,
             docker_api: bool = False,
+            extra_volumes: list[docker.ContainerVolumeArgs] | None = None,
             ports: list[docker.ContainerPortArgs] | None = None,
             depends_on: list[pulumi.Resource] | None = None,
         ) -> docker.Container:
@@ -146,6 +162,7 @@ class Airflow(pulumi.ComponentResource):
                 hostname=alias,
                 envs=environment.merged(extra_secret),
                 networks_advanced=networks(alias, docker_api=docker_api),
+                volumes=[task_logs, *(extra_volumes or [])],
                 ports=ports or [],
                 healthcheck=docker.ContainerHealthcheckArgs(
                     tests=["CMD", "airflow-healthcheck", healthcheck],
@@ -197,6 +214,14 @@ class Airflow(pulumi.ComponentResource):
             "scheduler",
             extra_secret={f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse},
             docker_api=True,
+            # platform_housekeeping checks from here that the newest backup is recent.
+            extra_volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=args.postgres.backups_volume.name,
+                    container_path=BACKUPS_DIRECTORY,
+                    read_only=True,
+                )
+            ],
             depends_on=[args.docker_api_proxy],
         )
         self.dag_processor = component(
@@ -205,6 +230,7 @@ class Airflow(pulumi.ComponentResource):
         self.triggerer = component("triggerer", TRIGGERER, ["airflow", "triggerer"], "triggerer")
         self.register_outputs(
             {
+                "taskLogs": self.task_logs.name,
                 "migration": self.migration.name,
                 "apiServer": self.api_server.name,
                 "scheduler": self.scheduler.name,

@@ -1,8 +1,10 @@
-"""PostgreSQL: Airflow's metadata database and the pipelines' warehouse.
+"""PostgreSQL: Airflow's metadata database and the pipelines' warehouse, and their backups.
 
 One server, two databases with their own roles and generated passwords. The data
 lives on a named volume that survives container replacement and, unless the stack
-opts out (`postgres.retainOnDestroy: false`), `pulumi destroy` too.
+opts out (`postgres.retainOnDestroy: false`), `pulumi destroy` too. A second container
+of the same image dumps both databases on a schedule to a volume of its own
+(postgres_backup.py), from which `etlstack restore` brings them back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from etlstack import postgres_backup
 from etlstack.config import Docker
 from etlstack.config import Postgres as PostgresSettings
 
@@ -39,6 +42,8 @@ class PostgresArgs:
 class Postgres(pulumi.ComponentResource):
     container: docker.Container
     volume: docker.Volume
+    backup: docker.Container
+    backups_volume: docker.Volume
     airflow_password: pulumi.Output[str]
     warehouse_password: pulumi.Output[str]
 
@@ -65,10 +70,12 @@ class Postgres(pulumi.ComponentResource):
         # data has to outlive a destroy, not prevent one), and protect would also block
         # the replacements an update may need. The volume is then left on the host,
         # outside the stack, until the user removes it.
+        retained = pulumi.ResourceOptions(parent=self, retain_on_delete=settings.retain_on_destroy)
         self.volume = docker.Volume(
-            f"{name}-data",
-            name=f"{args.prefix}-postgres-data",
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=settings.retain_on_destroy),
+            f"{name}-data", name=f"{args.prefix}-postgres-data", opts=retained
+        )
+        self.backups_volume = docker.Volume(
+            f"{name}-backups", name=f"{args.prefix}-postgres-backups", opts=retained
         )
         env: pulumi.Input[list[str]] = pulumi.Output.all(
             superuser_password, self.airflow_password, self.warehouse_password
@@ -132,10 +139,55 @@ class Postgres(pulumi.ComponentResource):
             # A fixed name and port: the old container must go before the new one starts.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
+        self.backup = docker.Container(
+            f"{name}-backup",
+            name=f"{args.prefix}-postgres-backup",
+            image=image.name,
+            entrypoints=[postgres_backup.COMMAND],
+            command=["loop"],
+            envs=pulumi.Output.secret(
+                superuser_password.apply(
+                    lambda password: [
+                        f"PGHOST={HOST}",
+                        f"PGUSER={SUPERUSER}",
+                        f"PGPASSWORD={password}",
+                        *(
+                            f"{key}={value}"
+                            for key, value in postgres_backup.settings_environment(
+                                settings.backups, (AIRFLOW_DATABASE, WAREHOUSE_DATABASE)
+                            ).items()
+                        ),
+                    ]
+                )
+            ),
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=postgres_backup.COMMAND,
+                    content=postgres_backup.SCRIPT.read_text(),
+                    executable=True,
+                )
+            ],
+            volumes=[
+                docker.ContainerVolumeArgs(
+                    volume_name=self.backups_volume.name, container_path=postgres_backup.MOUNT
+                )
+            ],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.platform_network)],
+            # The image's root user, to write to the new volume (root's), with no
+            # capability: it owns its files, it cannot read anyone else's.
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            security_opts=["no-new-privileges:true"],
+            restart="unless-stopped",
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.container], delete_before_replace=True
+            ),
+        )
         self.register_outputs(
             {
                 "container": self.container.name,
                 "volume": self.volume.name,
+                "backup": self.backup.name,
+                "backupsVolume": self.backups_volume.name,
                 "airflowPassword": self.airflow_password,
                 "warehousePassword": self.warehouse_password,
             }

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from etlstack import render
+from tests.support.stacks import evaluate
 from tests.unit.docker.containers import (
     AIRFLOW_COMPONENTS,
     PREFIX,
     SHARED_SECRETS,
+    VOLUME,
     container,
     containers,
     env,
@@ -48,13 +51,43 @@ def test_each_airflow_component_runs_with_a_restart_policy_and_a_healthcheck(
     assert component["healthcheck"]["tests"] == ["CMD", "airflow-healthcheck", suffix]
 
 
-@pytest.mark.parametrize("suffix", ["init", *AIRFLOW_COMPONENTS])
-def test_airflow_containers_keep_no_privileges(local: render.Evaluation, suffix: str) -> None:
+TASK_LOGS = {"volumeName": f"{PREFIX}-airflow-logs", "containerPath": "/opt/airflow/logs"}
+BACKUPS_READ_ONLY = {
+    "volumeName": f"{PREFIX}-postgres-backups",
+    "containerPath": "/opt/etlstack/backups",
+    "readOnly": True,
+}
+
+
+@pytest.mark.parametrize(
+    ("suffix", "volumes"),
+    [
+        ("init", []),
+        ("api-server", [TASK_LOGS]),
+        ("scheduler", [TASK_LOGS, BACKUPS_READ_ONLY]),
+        ("dag-processor", [TASK_LOGS]),
+        ("triggerer", [TASK_LOGS]),
+    ],
+)
+def test_airflow_containers_keep_no_privileges_and_mount_only_their_volumes(
+    local: render.Evaluation, suffix: str, volumes: list[dict[str, object]]
+) -> None:
     component = container(local, f"airflow-{suffix}").inputs
     assert component["capabilities"] == {"drops": ["ALL"]}
     assert component["securityOpts"] == ["no-new-privileges:true"]
-    assert not component.get("mounts") and not component.get("volumes")
+    # Named volumes only: no host path, no other container's data.
+    assert not component.get("mounts")
+    assert (component.get("volumes") or []) == volumes
     assert not component.get("privileged")
+
+
+def test_task_logs_outlive_the_containers_and_a_destroy_unless_the_stack_opts_out() -> None:
+    def volume(**overrides: Any) -> render.Resource:
+        return evaluate("local", **overrides).one(VOLUME, "etlstack-airflow-task-logs")
+
+    assert volume().inputs["name"] == TASK_LOGS["volumeName"]
+    assert volume().retain_on_delete is True
+    assert volume(postgres={"retainOnDestroy": False}).retain_on_delete is False
 
 
 def test_the_scheduler_waits_for_the_proxy(local: render.Evaluation) -> None:

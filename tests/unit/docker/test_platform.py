@@ -83,6 +83,6 @@ def test_ports_and_bind_address_follow_configuration() -> None:
 
 def test_fixed_names_are_deleted_before_they_are_replaced(local: render.Evaluation) -> None:
     fixed = [r for r in local.resources if r.type in (CONTAINER, NETWORK)]
-    assert len(fixed) == 11
+    assert len(fixed) == 12
     for resource in fixed:
         assert resource.delete_before_replace is True, resource.name

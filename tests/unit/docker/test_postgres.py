@@ -9,7 +9,8 @@ import psycopg2
 import pytest
 from pipeline_testing.postgres import throwaway_server
 
-from etlstack import render
+from etlstack import postgres_backup, render
+from etlstack.config import seconds
 from tests.support.stacks import evaluate
 from tests.unit.docker.containers import (
     PREFIX,
@@ -20,7 +21,7 @@ from tests.unit.docker.containers import (
 
 
 def test_postgres_keeps_its_data_on_a_named_volume(local: render.Evaluation) -> None:
-    (volume,) = [v for v in local.by_type(VOLUME) if "postgres" in v.inputs["name"]]
+    (volume,) = [v for v in local.by_type(VOLUME) if v.inputs["name"].endswith("postgres-data")]
     assert volume.inputs["name"] == f"{PREFIX}-postgres-data"
     postgres = container(local, "postgres")
     assert postgres.inputs["volumes"] == [
@@ -29,12 +30,53 @@ def test_postgres_keeps_its_data_on_a_named_volume(local: render.Evaluation) -> 
     assert volume.urn in postgres.dependencies
 
 
-def test_the_database_volume_survives_destroy_unless_the_stack_opts_out() -> None:
+@pytest.mark.parametrize("volume_name", ["postgres-data", "postgres-backups"])
+def test_the_data_and_its_backups_survive_destroy_unless_the_stack_opts_out(
+    volume_name: str,
+) -> None:
     def volume(**overrides: Any) -> render.Resource:
-        return evaluate("local", **overrides).one(VOLUME, "etlstack-postgres-data")
+        return evaluate("local", **overrides).one(VOLUME, f"etlstack-{volume_name}")
 
     assert volume().retain_on_delete is True
     assert volume(postgres={"retainOnDestroy": False}).retain_on_delete is False
+
+
+def test_backups_are_taken_by_the_servers_own_image_onto_their_own_volume(
+    revealed: render.Evaluation,
+) -> None:
+    server = container(revealed, "postgres")
+    backup = container(revealed, "postgres-backup")
+    inputs = backup.inputs
+    # pg_dump of the server's own version, from its own image.
+    assert inputs["image"] == server.inputs["image"]
+    assert inputs["entrypoints"] == [postgres_backup.COMMAND] and inputs["command"] == ["loop"]
+    (upload,) = inputs["uploads"]
+    assert upload["file"] == postgres_backup.COMMAND
+    assert render.reveal(upload["content"]) == postgres_backup.SCRIPT.read_text()
+    assert inputs["volumes"] == [
+        {"volumeName": f"{PREFIX}-postgres-backups", "containerPath": postgres_backup.MOUNT}
+    ]
+    variables = env(backup)
+    assert variables["PGPASSWORD"] == env(server)["POSTGRES_PASSWORD"]
+    assert render.is_secret(inputs["envs"])
+    settings = revealed.config.settings.postgres.backups
+    assert variables["EVERY_SECONDS"] == str(seconds(settings.every))
+    assert variables["KEEP_SECONDS"] == str(seconds(settings.keep))
+    assert variables["DATABASES"].split() == ["airflow", "warehouse"]
+    assert inputs["capabilities"] == {"drops": ["ALL"]}
+    assert not inputs.get("ports")
+    assert [n["name"] for n in inputs["networksAdvanced"]] == [f"{PREFIX}-platform"]
+    assert server.urn in backup.dependencies
+
+
+def test_backup_settings_reach_the_backup_container() -> None:
+    variables = env(
+        container(
+            evaluate("local", postgres={"backups": {"every": "6h", "keep": "3d"}}),
+            "postgres-backup",
+        )
+    )
+    assert (variables["EVERY_SECONDS"], variables["KEEP_SECONDS"]) == ("21600", "259200")
 
 
 def test_postgres_health_and_restart(local: render.Evaluation) -> None:
