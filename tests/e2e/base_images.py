@@ -1,7 +1,7 @@
 """Local stand-ins for the public base images, which cannot be pulled here.
 
-A Debian bookworm root filesystem made with debootstrap becomes the base image; the
-PostgreSQL, registry, HAProxy and Python stand-ins are built on it from the
+Debian root filesystems made with debootstrap become the base images, one per suite;
+the PostgreSQL, registry, HAProxy and Python stand-ins are built on them from the
 Dockerfiles in base_images/. Every image is tagged with a hash of what it is made
 from, so a second run on the same machine reuses them and a changed Dockerfile
 rebuilds exactly what it affects. The stack is pointed at them through its image
@@ -27,23 +27,27 @@ log = logging.getLogger("e2e")
 HERE = Path(__file__).resolve().parent
 DOCKERFILES = HERE / "base_images"
 REPOSITORY = "etlstack-e2e"
-SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-# apt inside the images talks plain http to Debian's mirrors: TLS from containers is
-# intercepted here, and apt verifies packages by signature anyway.
-SOURCES = (
-    f"deb {MIRROR} {SUITE} main\n"
-    f"deb {MIRROR} {SUITE}-updates main\n"
-    f"deb http://deb.debian.org/debian-security {SUITE}-security main\n"
-)
 
-# The stack's image setting each stand-in replaces.
+# The stack's image setting each stand-in replaces, and the Debian suite it is built on:
+# trixie (Debian 13) for PostgreSQL 17, the major the stack pins; bookworm (Debian 12)
+# for the rest, whose Python 3.11 is the stack's Python base.
 STAND_INS = {
-    "postgres": "postgres",
-    "registry": "registry",
-    "dockerProxy": "haproxy",
-    "pythonBase": "python",
+    "postgres": ("postgres", "trixie"),
+    "registry": ("registry", "bookworm"),
+    "dockerProxy": ("haproxy", "bookworm"),
+    "pythonBase": ("python", "bookworm"),
 }
+
+
+def _sources(suite: str) -> str:
+    # apt inside the images talks plain http to Debian's mirrors: TLS from containers is
+    # intercepted here, and apt verifies packages by signature anyway.
+    return (
+        f"deb {MIRROR} {suite} main\n"
+        f"deb {MIRROR} {suite}-updates main\n"
+        f"deb http://deb.debian.org/debian-security {suite}-security main\n"
+    )
 
 
 def _digest(*parts: bytes) -> str:
@@ -66,9 +70,10 @@ def _exists(client: docker.DockerClient, reference: str) -> bool:
     return True
 
 
-def _base(client: docker.DockerClient) -> str:
-    key = _digest(b"debootstrap --variant=minbase", SUITE.encode(), SOURCES.encode())
-    reference = f"{REPOSITORY}/debian:{SUITE}-{key}"
+def _base(client: docker.DockerClient, suite: str) -> str:
+    sources = _sources(suite)
+    key = _digest(b"debootstrap --variant=minbase", suite.encode(), sources.encode())
+    reference = f"{REPOSITORY}/debian:{suite}-{key}"
     if _exists(client, reference):
         log.info("base image %s is cached", reference)
         return reference
@@ -76,11 +81,11 @@ def _base(client: docker.DockerClient) -> str:
         raise RuntimeError(
             "debootstrap is not installed; install it with: apt-get install debootstrap"
         )
-    log.info("building the Debian %s root filesystem with debootstrap", SUITE)
+    log.info("building the Debian %s root filesystem with debootstrap", suite)
     with tempfile.TemporaryDirectory(prefix="e2e-rootfs-") as work:
         rootfs = Path(work) / "rootfs"
         result = subprocess.run(
-            ["debootstrap", "--variant=minbase", SUITE, str(rootfs), MIRROR],
+            ["debootstrap", "--variant=minbase", suite, str(rootfs), MIRROR],
             capture_output=True,
             text=True,
             check=False,
@@ -89,7 +94,7 @@ def _base(client: docker.DockerClient) -> str:
             raise RuntimeError(
                 f"debootstrap failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
             )
-        (rootfs / "etc/apt/sources.list").write_text(SOURCES)
+        (rootfs / "etc/apt/sources.list").write_text(sources)
         # As in Debian's official images: no package caches left in layers.
         (rootfs / "etc/apt/apt.conf.d/docker-clean").write_text(
             'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\n'
@@ -131,8 +136,11 @@ def _stand_in(client: docker.DockerClient, base: str, name: str) -> str:
 
 def ensure(client: docker.DockerClient) -> dict[str, str]:
     """Build what is missing; return the stack's image settings pointing at the stand-ins."""
-    base = _base(client)
-    return {setting: _stand_in(client, base, name) for setting, name in STAND_INS.items()}
+    bases = {suite: _base(client, suite) for suite in sorted({s for _, s in STAND_INS.values()})}
+    return {
+        setting: _stand_in(client, bases[suite], name)
+        for setting, (name, suite) in STAND_INS.items()
+    }
 
 
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----")
