@@ -1,4 +1,5 @@
-"""`etlstack`: render a stack offline, promote pinned artifacts between stacks, add a pipeline."""
+"""`etlstack`: render a stack offline, promote pinned artifacts between stacks, add a pipeline,
+and list, take and restore the backups of a stack's database."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from etlstack import postgres_backup
 from etlstack.config import ConfigError
 
 
@@ -54,6 +56,43 @@ def _new_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_commands(stack: str) -> postgres_backup.BackupCommands:
+    root = find_project_root(Path.cwd())
+    return postgres_backup.BackupCommands(postgres_backup.platform_of(root, stack))
+
+
+def _backups(args: argparse.Namespace) -> int:
+    names = _backup_commands(args.stack).list()
+    print("\n".join(names) if names else f"stack {args.stack!r} has no complete backup yet")
+    return 0
+
+
+def _backup(args: argparse.Namespace) -> int:
+    _backup_commands(args.stack).take()
+    print(f"took a backup of stack {args.stack!r}: {_backup_commands(args.stack).list()[-1]}")
+    return 0
+
+
+def _restore(args: argparse.Namespace) -> int:
+    commands = _backup_commands(args.stack)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                "restore replaces the stack's Airflow database and warehouse with the backup; "
+                "add --yes to confirm"
+            )
+        answer = input(
+            f"Replace the Airflow database and the warehouse of stack {args.stack!r} with "
+            f"backup {args.backup}? Airflow stops meanwhile. Type the stack's name to go on: "
+        )
+        if answer.strip() != args.stack:
+            print("nothing changed")
+            return 1
+    commands.restore(args.backup)
+    print(f"restored stack {args.stack!r} from backup {args.backup}; Airflow is running again")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="etlstack", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -81,6 +120,21 @@ def parser() -> argparse.ArgumentParser:
     )
     new.add_argument("name", help="the pipeline's name: lowercase letters, digits, '-' or '_'")
     new.set_defaults(handler=_new_pipeline)
+
+    backups = commands.add_parser("backups", help="list the complete backups of STACK's database")
+    backups.add_argument("stack")
+    backups.set_defaults(handler=_backups)
+    backup = commands.add_parser("backup", help="take a backup of STACK's database now")
+    backup.add_argument("stack")
+    backup.set_defaults(handler=_backup)
+    restore = commands.add_parser(
+        "restore",
+        help="replace STACK's Airflow database and warehouse with BACKUP (see `backups`)",
+    )
+    restore.add_argument("stack")
+    restore.add_argument("backup", help="a backup's name, e.g. 20261202T093000Z")
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.set_defaults(handler=_restore)
     return top
 
 
@@ -91,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"etlstack: {error}", file=sys.stderr)
         return 2
+    except postgres_backup.BackupError as error:
+        print(f"etlstack: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

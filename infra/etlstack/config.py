@@ -56,7 +56,7 @@ def _image_reference(value: str) -> str:
     if not match or not (match["tag"] or match["digest"]):
         raise ValueError(
             f"{value!r} is not a pinned image reference; write it as "
-            "'name:tag' or 'name@sha256:<64 hex digits>', e.g. 'postgres:16.4-bookworm'"
+            "'name:tag' or 'name@sha256:<64 hex digits>', e.g. 'postgres:17.12-trixie'"
         )
     return value
 
@@ -749,17 +749,24 @@ def _parse_raw_value(value: str) -> Any:
     return parsed if isinstance(parsed, dict | list) else value
 
 
+def namespaced_settings(flat: Mapping[str, str]) -> dict[str, Any]:
+    """The `etlstack:` settings of a flat config map (as the engine hands it to a program):
+    keys without the namespace, structured values parsed."""
+    prefix = f"{NAMESPACE}:"
+    return {
+        key.removeprefix(prefix): _parse_raw_value(value)
+        for key, value in flat.items()
+        if key.startswith(prefix)
+    }
+
+
 def load_from_pulumi(project_root: Path, *, offline: bool = False) -> StackConfig:
     """Read this stack's `etlstack:` settings from the running Pulumi engine."""
     from pulumi.runtime import config as runtime_config
 
     prefix = f"{NAMESPACE}:"
     everything: dict[str, str] = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    raw = {
-        key.removeprefix(prefix): _parse_raw_value(value)
-        for key, value in everything.items()
-        if key.startswith(prefix)
-    }
+    raw = namespaced_settings(everything)
     secret_keys = {
         key.removeprefix(prefix)
         for key in everything

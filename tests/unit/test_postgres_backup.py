@@ -20,6 +20,7 @@ import pytest
 from pipeline_testing.postgres import Server, throwaway_server
 
 from etlstack import postgres_backup
+from etlstack.config import ConfigError
 
 DATABASES = ("airflow", "warehouse")
 
@@ -206,3 +207,101 @@ def test_a_backup_that_fails_takes_no_old_one_with_it(server: Server) -> None:
 def test_an_unfinished_backup_is_never_listed(server: Server) -> None:
     unfinished = _fake_backup(server, timedelta(hours=1), complete=False)
     assert unfinished not in _ok(_run(server, "list")).split()
+
+
+class _Recorder:
+    """Runs nothing: records each command, and fails the ones given."""
+
+    def __init__(self, failing: str | None = None) -> None:
+        self.commands: list[list[str]] = []
+        self.failing = failing
+
+    def __call__(
+        self, command: list[str], environment: dict[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        self.commands.append(command)
+        failed = self.failing is not None and self.failing in command
+        return subprocess.CompletedProcess(
+            command, 1 if failed else 0, stdout="", stderr="boom" if failed else ""
+        )
+
+
+DOCKER = postgres_backup.DockerPlatform(stack="local", socket_path="/var/run/docker.sock")
+
+
+def _containers_of(command: list[str]) -> list[str]:
+    return [word for word in command if word.startswith("etlstack-local-")]
+
+
+def test_restore_checks_the_backup_then_stops_airflow_restores_and_migrates_before_starting() -> (
+    None
+):
+    recorder = _Recorder()
+    postgres_backup.BackupCommands(DOCKER, recorder).restore("20261202T093000Z")
+    backup = postgres_backup.COMMAND
+    verify, stop, restore, migrate, start = recorder.commands
+    assert verify[-3:] == [backup, "verify", "20261202T093000Z"]
+    assert stop[:2] == ["docker", "stop"]
+    stopped = set(_containers_of(stop))
+    assert stopped == {f"etlstack-local-{c}" for c in postgres_backup.AIRFLOW_COMPONENTS}
+    assert restore[-3:] == [backup, "restore", "20261202T093000Z"]
+    assert migrate == ["docker", "start", "--attach", "etlstack-local-airflow-init"]
+    assert set(_containers_of(start)) == stopped
+
+
+def test_a_backup_that_fails_its_check_changes_nothing() -> None:
+    recorder = _Recorder(failing="verify")
+    with pytest.raises(postgres_backup.BackupError, match=r"checking backup 2026.*boom"):
+        postgres_backup.BackupCommands(DOCKER, recorder).restore("20261202T093000Z")
+    assert len(recorder.commands) == 1
+
+
+def test_a_failed_restore_leaves_airflow_stopped_and_says_so() -> None:
+    recorder = _Recorder(failing="restore")
+    with pytest.raises(postgres_backup.BackupError, match="Airflow is left stopped"):
+        postgres_backup.BackupCommands(DOCKER, recorder).restore("20261202T093000Z")
+    assert not any(command[1] == "start" for command in recorder.commands)
+
+
+def test_on_kubernetes_restore_runs_in_the_backup_deployment_and_scales_airflow_back() -> None:
+    platform = postgres_backup.KubernetesPlatform(
+        context="dev-cluster", namespace="etlstack", api_server_replicas=2
+    )
+    recorder = _Recorder()
+    postgres_backup.BackupCommands(platform, recorder).restore("20261202T093000Z")
+    kubectl = ["kubectl", "--context", "dev-cluster", "--namespace", "etlstack"]
+    assert all(command[:5] == kubectl for command in recorder.commands)
+    verify, scale_down, _wait_for_pods, restore, *scale_up = recorder.commands
+    assert verify[5:8] == ["exec", "deployment/postgres-backup", "--"]
+    assert "--replicas=0" in scale_down
+    assert restore[-2:] == ["restore", "20261202T093000Z"]
+    assert [c[-1] for c in scale_up] == [
+        "--replicas=2",
+        "--replicas=1",
+        "--replicas=1",
+        "--replicas=1",
+    ]
+
+
+def test_the_platform_is_read_from_the_stack_file(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.local.yaml").write_text("config:\n  etlstack:target: docker\n")
+    (tmp_path / "Pulumi.dev.yaml").write_text(
+        "config:\n  etlstack:target: kubernetes\n"
+        "  etlstack:kubernetes: {context: c1, version: '1.30', namespace: data}\n"
+        "  etlstack:registry: {host: r.example.org}\n"
+    )
+    (tmp_path / "Pulumi.ext.yaml").write_text(
+        "config:\n  etlstack:target: kubernetes\n"
+        "  etlstack:kubernetes: {context: c1, version: '1.30'}\n"
+        "  etlstack:registry: {host: r.example.org}\n"
+        "  etlstack:postgres: {external: true}\n"
+        "  etlstack:externalDatabaseUrl: {secure: v1:abc}\n"
+    )
+    assert postgres_backup.platform_of(tmp_path, "local") == DOCKER
+    dev = postgres_backup.platform_of(tmp_path, "dev")
+    assert isinstance(dev, postgres_backup.KubernetesPlatform)
+    assert (dev.context, dev.namespace) == ("c1", "data")
+    with pytest.raises(ConfigError, match=r"external database .* keeps its own backups"):
+        postgres_backup.platform_of(tmp_path, "ext")
+    with pytest.raises(ConfigError, match=r"no stack file Pulumi\.nope\.yaml"):
+        postgres_backup.platform_of(tmp_path, "nope")

@@ -139,27 +139,26 @@ class Postgres(pulumi.ComponentResource):
             # A fixed name and port: the old container must go before the new one starts.
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )
+        backup_env: pulumi.Input[list[str]] = superuser_password.apply(
+            lambda password: [
+                f"PGHOST={HOST}",
+                f"PGUSER={SUPERUSER}",
+                f"PGPASSWORD={password}",
+                *(
+                    f"{key}={value}"
+                    for key, value in postgres_backup.settings_environment(
+                        settings.backups, (AIRFLOW_DATABASE, WAREHOUSE_DATABASE)
+                    ).items()
+                ),
+            ]
+        )
         self.backup = docker.Container(
             f"{name}-backup",
             name=f"{args.prefix}-postgres-backup",
             image=image.name,
             entrypoints=[postgres_backup.COMMAND],
             command=["loop"],
-            envs=pulumi.Output.secret(
-                superuser_password.apply(
-                    lambda password: [
-                        f"PGHOST={HOST}",
-                        f"PGUSER={SUPERUSER}",
-                        f"PGPASSWORD={password}",
-                        *(
-                            f"{key}={value}"
-                            for key, value in postgres_backup.settings_environment(
-                                settings.backups, (AIRFLOW_DATABASE, WAREHOUSE_DATABASE)
-                            ).items()
-                        ),
-                    ]
-                )
-            ),
+            envs=pulumi.Output.secret(backup_env),
             uploads=[
                 docker.ContainerUploadArgs(
                     file=postgres_backup.COMMAND,
