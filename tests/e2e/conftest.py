@@ -104,14 +104,10 @@ def project() -> Path:
         if name and source.is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)
-    created = subprocess.run(
-        [str(Path(sys.executable).with_name("etlstack")), "new-pipeline", GENERATED_PIPELINE],
-        cwd=copy,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    created = harness.etlstack(copy, "new-pipeline", GENERATED_PIPELINE)
     assert created.returncode == 0, created.stdout + created.stderr
+    # The session's stack file, so the CLI (`etlstack backup e2e`) finds the platform.
+    shutil.copy2(copy / f"Pulumi.{STACK}.yaml", copy / f"Pulumi.{E2E_STACK}.yaml")
     return copy
 
 

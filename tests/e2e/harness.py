@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 import time
 import urllib.error
@@ -32,6 +33,17 @@ ARTIFACTS = PROJECT_ROOT / ".e2e-artifacts"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 log = logging.getLogger("e2e")
+
+
+def etlstack(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The project's CLI, run in `project` as a user runs it."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("etlstack")), *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def progress_to_terminal() -> None:
@@ -168,6 +180,34 @@ class Platform:
     def container(self, suffix: str) -> Any:
         return self.client.containers.get(self.container_inputs(suffix)["name"])
 
+    def _declared(self, type_: str, docker_name: str) -> render.Resource:
+        found = [
+            r
+            for r in self.evaluation.by_type(type_)
+            if render.reveal(r.inputs["name"]) == docker_name
+        ]
+        assert len(found) == 1, f"expected one {type_} named {docker_name}, found {len(found)}"
+        return found[0]
+
+    def redeploy(self, suffix: str) -> None:
+        """Replace the container named *-<suffix> with a new one, as `pulumi up` does when
+        its inputs change; wait until every container is healthy again."""
+        name = self.container_inputs(suffix)["name"]
+        log.info("replacing container %s", name)
+        self.client.containers.get(name).remove(force=True)
+        self.applier._create(self._declared(deploy.CONTAINER, name))
+        self.wait_all_healthy(timeout=300)
+
+    def lose_volume(self, suffix: str, volume: str) -> None:
+        """Remove the container named *-<suffix> and its volume, as an administrator might by
+        mistake, then create both again from the stack, as the next `pulumi up` does."""
+        name = self.container_inputs(suffix)["name"]
+        log.info("removing container %s and its volume %s", name, volume)
+        self.client.containers.get(name).remove(force=True)
+        self.client.volumes.get(volume).remove()
+        self.applier._create(self._declared(deploy.VOLUME, volume))
+        self.applier._create(self._declared(deploy.CONTAINER, name))
+
     def env(self, suffix: str) -> dict[str, str]:
         envs = self.container_inputs(suffix).get("envs") or []
         return dict(str(e).split("=", 1) for e in envs)
@@ -182,6 +222,26 @@ class Platform:
     def warehouse(self) -> Any:
         """A connection to the warehouse as the pipelines' role, on the published port."""
         return self._postgres("warehouse", "WAREHOUSE_DB_PASSWORD", "warehouse")
+
+    def warehouse_content(self) -> dict[str, tuple[int, str]]:
+        """Every warehouse table: its row count and a hash of all its rows, in order."""
+        with self.warehouse() as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT quote_ident(table_schema) || '.' || quote_ident(table_name)"
+                " FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+                " AND table_schema NOT IN ('pg_catalog', 'information_schema')"
+            )
+            tables = sorted(row[0] for row in cursor.fetchall())
+            content = {}
+            for table in tables:
+                cursor.execute(
+                    f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), ''))"
+                    f" FROM {table} AS t"
+                )
+                count, digest = cursor.fetchone()
+                content[table] = (int(count), str(digest))
+        conn.close()
+        return content
 
     def metadata_database(self) -> Any:
         """A connection to PostgreSQL's maintenance database as its superuser, on the

@@ -19,11 +19,13 @@ import signal
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
-from harness import Platform, http_status, log
+from conftest import E2E_STACK
+from harness import Platform, etlstack, http_status, log
 
 from etlstack import render
 from tests.support.polling import until
@@ -90,6 +92,17 @@ def _history(platform: Platform) -> dict[tuple[str, str, str], tuple[str, int]]:
 def _runs(platform: Platform) -> dict[tuple[str, str], str]:
     answer = platform.airflow.get("/api/v2/dags/~/dagRuns?limit=1000")
     return {(r["dag_id"], r["dag_run_id"]): r["state"] for r in answer["dag_runs"]}
+
+
+def _settled(platform: Platform) -> None:
+    """Wait until no run is in flight (the example DAG is scheduled @daily)."""
+    until(
+        lambda: set(_runs(platform).values()) <= {"success", "failed"},
+        timeout=600,
+        interval=3,
+        what="every run finished",
+        retry_on=COMING_BACK,
+    )
 
 
 def _task_states(platform: Platform, dag_id: str, run_id: str) -> dict[str, dict[str, Any]]:
@@ -189,14 +202,7 @@ def test_task_over_its_memory_limit_is_killed_said_so_and_retried(
 
 
 def test_postgres_crash_loses_no_history(platform: Platform, example_dag: str) -> None:
-    # A settled history (the example DAG is scheduled @daily, so a run may be in flight).
-    until(
-        lambda: set(_runs(platform).values()) <= {"success", "failed"},
-        timeout=600,
-        interval=3,
-        what="every run finished",
-        retry_on=COMING_BACK,
-    )
+    _settled(platform)
     runs_before, history_before = _runs(platform), _history(platform)
     assert history_before, "no history to lose: the fault tests ran nothing before"
 
@@ -249,3 +255,58 @@ def test_registry_restart_keeps_every_pushed_image(platform: Platform) -> None:
         config = _read(f"http://{registry}/v2/{path}/blobs/{blobs[0]}", _basic(auth))
         assert f"sha256:{hashlib.sha256(config).hexdigest()}" == blobs[0], name
         log.info("%s: manifest, config and %d layers still in the registry", name, len(blobs) - 1)
+
+
+def test_task_logs_survive_the_scheduler_being_replaced(
+    platform: Platform, example_run: tuple[str, dict[str, Any]], example_dag: str
+) -> None:
+    run_id, _ = example_run
+    task = platform.airflow.task_instances(example_dag, run_id)[0]
+    before = platform.airflow.task_log(example_dag, run_id, task["task_id"], task["try_number"])
+    # The task's own log, written by the operator in the scheduler's task process.
+    assert "Starting docker container from image" in before, before[-2000:]
+
+    platform.redeploy("airflow-scheduler")
+    platform.airflow.token = None
+
+    after = platform.airflow.task_log(example_dag, run_id, task["task_id"], task["try_number"])
+    assert after == before
+
+
+def test_a_lost_database_volume_is_restored_from_a_backup(
+    platform: Platform, project: Path, example_dag: str
+) -> None:
+    _settled(platform)
+    taken = etlstack(project, "backup", E2E_STACK)
+    assert taken.returncode == 0, taken.stderr
+    backup = etlstack(project, "backups", E2E_STACK).stdout.split()[-1]
+    runs, history, warehouse = _runs(platform), _history(platform), platform.warehouse_content()
+    assert history and any(rows for rows, _ in warehouse.values()), "nothing to restore"
+
+    # Work after the backup, which the restore must undo.
+    later = platform.airflow.trigger(example_dag)
+    platform.assert_succeeded(example_dag, later, platform.airflow.wait_run(example_dag, later))
+
+    platform.lose_volume("postgres", f"etlstack-{E2E_STACK}-postgres-data")
+    # A damaged or unknown backup is refused before anything changes.
+    refused = etlstack(project, "restore", E2E_STACK, "20200101T000000Z", "--yes")
+    assert refused.returncode == 1 and "20200101T000000Z does not exist" in refused.stderr
+    assert platform.container("airflow-scheduler").status == "running"
+
+    restored = etlstack(project, "restore", E2E_STACK, backup, "--yes")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    platform.wait_all_healthy(timeout=300)
+    platform.airflow.token = None
+    until(
+        lambda: platform.airflow.get("/api/v2/monitor/health"),
+        timeout=120,
+        interval=2,
+        what="Airflow's API answers",
+        retry_on=COMING_BACK,
+    )
+
+    assert _runs(platform) == runs
+    assert _history(platform) == history
+    assert platform.warehouse_content() == warehouse
+    run_id = platform.airflow.trigger(example_dag)
+    platform.assert_succeeded(example_dag, run_id, platform.airflow.wait_run(example_dag, run_id))

@@ -23,6 +23,7 @@ import pulumi_kubernetes as k8s
 from etlstack.config import Component
 from etlstack.kubernetes.common import (
     REGISTRY_PULL_SECRET,
+    MountedVolume,
     child,
     container_security,
     labels,
@@ -117,9 +118,11 @@ class AirflowPod:
         name: str,
         command: list[str],
         component: Component,
+        mounted: list[MountedVolume] | None = None,
         **extra: object,
     ) -> k8s.core.v1.ContainerArgs:
-        _, mounts = scratch_volumes(SCRATCH)
+        scratch = _scratch(mounted)
+        _, mounts = scratch_volumes(scratch)
         return k8s.core.v1.ContainerArgs(
             name=name,
             image=self.image,
@@ -127,11 +130,14 @@ class AirflowPod:
             env_from=self.env_from(),
             resources=resources(component.resources.cpu, component.resources.memory),
             security_context=container_security(),
-            volume_mounts=mounts,
+            volume_mounts=[*mounts, *(m.mount() for m in mounted or [])],
             **extra,  # type: ignore[arg-type]
         )
 
-    def wait_for_migrations(self, component: Component) -> k8s.core.v1.ContainerArgs:
+    def wait_for_migrations(
+        self, component: Component, mounted: list[MountedVolume] | None = None
+    ) -> k8s.core.v1.ContainerArgs:
+        # The main container's volumes: the pod has no emptyDir where a claim is mounted.
         return self.container(
             "wait-for-migrations",
             [
@@ -142,6 +148,7 @@ class AirflowPod:
                 str(MIGRATION_WAIT_SECONDS),
             ],
             component,
+            mounted,
         )
 
     def spec(
@@ -153,9 +160,13 @@ class AirflowPod:
         init_containers: list[k8s.core.v1.ContainerArgs] | None = None,
         restart_policy: str | None = None,
         termination_grace_period_seconds: int | None = None,
+        mounted: list[MountedVolume] | None = None,
+        affinity: k8s.core.v1.AffinityArgs | None = None,
     ) -> k8s.core.v1.PodSpecArgs:
-        volumes, _ = scratch_volumes(SCRATCH)
+        scratch_vols, _ = scratch_volumes(_scratch(mounted))
+        volumes = [*scratch_vols, *(m.volume for m in mounted or [])]
         return k8s.core.v1.PodSpecArgs(
+            affinity=affinity,
             service_account_name=service_account_name(component),
             # Only the pods that launch task pods hold an API token.
             automount_service_account_token=api_token,
@@ -167,6 +178,12 @@ class AirflowPod:
             restart_policy=restart_policy,
             termination_grace_period_seconds=termination_grace_period_seconds,
         )
+
+
+def _scratch(mounted: list[MountedVolume] | None) -> dict[str, str]:
+    """The emptyDirs, but for the paths a volume is mounted on (task logs on a claim)."""
+    taken = {m.path for m in mounted or []}
+    return {name: path for name, path in SCRATCH.items() if path not in taken}
 
 
 def exec_health_probes(
@@ -194,6 +211,9 @@ class WorkloadSpec:
     ports: list[k8s.core.v1.ContainerPortArgs] = field(default_factory=list)
     probes: dict[str, k8s.core.v1.ProbeArgs] = field(default_factory=dict)
     termination_grace_period_seconds: int | None = None
+    # Claims it mounts; a pod with one is replaced by stopping the old one first.
+    mounted: list[MountedVolume] = field(default_factory=list)
+    affinity: k8s.core.v1.AffinityArgs | None = None
 
 
 class AirflowWorkload(pulumi.ComponentResource):
@@ -230,6 +250,7 @@ class AirflowWorkload(pulumi.ComponentResource):
             spec.component,
             spec.command,
             spec.settings,
+            spec.mounted,
             ports=spec.ports or None,
             **spec.probes,
         )
@@ -238,6 +259,10 @@ class AirflowWorkload(pulumi.ComponentResource):
             metadata=metadata(account, pod.namespace, object_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=spec.settings.replicas,
+                # A ReadWriteOnce claim is mounted by one pod at a time.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate")
+                if spec.mounted
+                else None,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=object_labels),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -248,8 +273,10 @@ class AirflowWorkload(pulumi.ComponentResource):
                         spec.component,
                         [container],
                         api_token=spec.api_token,
-                        init_containers=[pod.wait_for_migrations(spec.settings)],
+                        init_containers=[pod.wait_for_migrations(spec.settings, spec.mounted)],
                         termination_grace_period_seconds=spec.termination_grace_period_seconds,
+                        mounted=spec.mounted,
+                        affinity=spec.affinity,
                     ),
                 ),
             ),

@@ -15,6 +15,8 @@ import pulumi_kubernetes as k8s
 
 PART_OF = "etlstack"
 NAME_LABEL = "app.kubernetes.io/name"
+# Pods that must share a node (to mount one ReadWriteOnce claim) share this.
+HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
 # Every namespace carries this label (set by the API server since 1.21); NetworkPolicy
@@ -100,11 +102,21 @@ class MountedVolume:
     volume: k8s.core.v1.VolumeArgs
     path: str
     read_only: bool = False
+    # One file of the volume (a script of a ConfigMap) rather than all of it.
+    sub_path: str | None = None
+
+    def mount(self) -> k8s.core.v1.VolumeMountArgs:
+        return k8s.core.v1.VolumeMountArgs(
+            name=self.volume.name,
+            mount_path=self.path,
+            read_only=self.read_only or None,
+            sub_path=self.sub_path,
+        )
 
 
-def claim_volume(claim: str) -> k8s.core.v1.VolumeArgs:
+def claim_volume(claim: str, name: str = "data") -> k8s.core.v1.VolumeArgs:
     return k8s.core.v1.VolumeArgs(
-        name="data",
+        name=name,
         persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim),
     )
 
@@ -114,40 +126,35 @@ def service_pod_spec(
     name: str,
     image: pulumi.Input[str],
     uid: int,
-    port: k8s.core.v1.ContainerPortArgs,
     env: list[k8s.core.v1.EnvVarArgs],
     requirements: k8s.core.v1.ResourceRequirementsArgs,
     mounted: list[MountedVolume],
     scratch: dict[str, str],
-    readiness_probe: k8s.core.v1.ProbeArgs,
-    liveness_probe: k8s.core.v1.ProbeArgs,
+    gid: int | None = None,
+    command: list[str] | None = None,
+    port: k8s.core.v1.ContainerPortArgs | None = None,
+    readiness_probe: k8s.core.v1.ProbeArgs | None = None,
+    liveness_probe: k8s.core.v1.ProbeArgs | None = None,
     termination_grace_period_seconds: int | None = None,
 ) -> k8s.core.v1.PodSpecArgs:
-    """The pod of a service the platform runs itself (PostgreSQL, the registry): one
-    container, no API token, the restricted security contexts of every pod here, its
-    volumes mounted, and emptyDirs where it writes on its read-only root."""
+    """The pod of a service the platform runs itself (PostgreSQL, its backups, the
+    registry): one container, no API token, the restricted security contexts of every pod
+    here, its volumes mounted, and emptyDirs where it writes on its read-only root."""
     scratch_vols, scratch_mounts = scratch_volumes(scratch)
     return k8s.core.v1.PodSpecArgs(
         automount_service_account_token=False,
-        security_context=pod_security(uid, uid),
+        security_context=pod_security(uid, uid if gid is None else gid),
         termination_grace_period_seconds=termination_grace_period_seconds,
         containers=[
             k8s.core.v1.ContainerArgs(
                 name=name,
                 image=image,
-                ports=[port],
+                command=command,
+                ports=[port] if port else None,
                 env=env,
                 resources=requirements,
                 security_context=container_security(),
-                volume_mounts=[
-                    *(
-                        k8s.core.v1.VolumeMountArgs(
-                            name=m.volume.name, mount_path=m.path, read_only=m.read_only or None
-                        )
-                        for m in mounted
-                    ),
-                    *scratch_mounts,
-                ],
+                volume_mounts=[*(m.mount() for m in mounted), *scratch_mounts],
                 readiness_probe=readiness_probe,
                 liveness_probe=liveness_probe,
             )

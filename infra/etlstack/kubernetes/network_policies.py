@@ -1,7 +1,8 @@
 """NetworkPolicies: deny everything, then allow exactly the connections the platform makes.
 
 Platform namespace:
-- PostgreSQL accepts Airflow's pods and the pipelines namespace (the warehouse), nothing else.
+- PostgreSQL accepts Airflow's pods, its backup pod and the pipelines namespace (the
+  warehouse), nothing else; the backup pod reaches PostgreSQL only.
 - The api-server accepts the scheduler, triggerer and dag-processor (the execution API),
   and the ingress controller when the UI is published; it reaches the scheduler's and
   triggerer's log servers.
@@ -34,6 +35,7 @@ from etlstack.kubernetes.common import (
     metadata,
 )
 from etlstack.kubernetes.namespaces import NamespaceRef
+from etlstack.kubernetes.postgres import BACKUP
 
 ANYWHERE = "0.0.0.0/0"
 KUBERNETES_API_PORTS = (443, 6443)
@@ -120,6 +122,7 @@ class NetworkPolicies(pulumi.ComponentResource):
             else Peer(namespace_selector=_namespace(platform.name), pod_selector=postgres_pods)
         )
         if not external_database:
+            backup_pods = _selector({NAME_LABEL: BACKUP})
             self._policy(
                 "postgres",
                 platform,
@@ -129,9 +132,21 @@ class NetworkPolicies(pulumi.ComponentResource):
                     k8s.networking.v1.NetworkPolicyIngressRuleArgs(
                         from_=[
                             Peer(pod_selector=_selector({NAME_LABEL: AIRFLOW})),
+                            Peer(pod_selector=backup_pods),
                             Peer(namespace_selector=_namespace(pipelines.name)),
                         ],
                         ports=_tcp(POSTGRES_PORT),
+                    )
+                ],
+            )
+            self._policy(
+                "postgres-backup",
+                platform,
+                pod_selector=backup_pods,
+                policy_types=["Egress"],
+                egress=[
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[Peer(pod_selector=postgres_pods)], ports=_tcp(POSTGRES_PORT)
                     )
                 ],
             )

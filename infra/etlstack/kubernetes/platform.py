@@ -44,7 +44,7 @@ from etlstack.kubernetes.postgres import Postgres, PostgresArgs
 from etlstack.kubernetes.rbac import PodLauncherRbac, PodLauncherRbacArgs
 from etlstack.kubernetes.registry import Registry, RegistryArgs
 from etlstack.kubernetes.secrets import PlatformSecrets, PlatformSecretsArgs
-from etlstack.kubernetes.workloads import POD_LAUNCHERS, background_components
+from etlstack.kubernetes.workloads import POD_LAUNCHERS, background_components, task_logs_claim
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,25 @@ class KubernetesPlatform(pulumi.ComponentResource):
         ApiServer(
             "api-server", settings.airflow.api_server, kubernetes.ingress, migrated, opts=on_cluster
         )
-        background_components(settings.airflow, migrated, on_cluster)
+        logs_claim = task_logs_claim(
+            platform_ns.output,
+            settings.housekeeping.task_logs_storage_size,
+            kubernetes.storage_class,
+            settings.postgres.retain_on_destroy,
+            on_cluster,
+        )
+        background_components(
+            settings.airflow,
+            AirflowPod(
+                namespace=migrated.namespace,
+                image=migrated.image,
+                config_hash=migrated.config_hash,
+                depends_on=[*migrated.depends_on, logs_claim],
+            ),
+            on_cluster,
+            postgres.backups_claim,
+            postgres.backup_pod_labels,
+        )
 
         self.airflow_url = pulumi.Output.from_input(public_url(config))
         self.admin_password = secrets.admin_password

@@ -7,8 +7,14 @@ replace it stops with an error instead) and retained on delete (even after
 in the cluster). A volumeClaimTemplate would survive too, but it is invisible to
 Pulumi and to the policy pack, and its size could never be changed.
 
+A `postgres-backup` Deployment of the same image dumps both databases on a schedule
+(postgres_backup.py) to a claim of its own, protected and retained like the data's; the
+scheduler mounts it read-only, to check that the newest backup is recent, and so follows
+the backup pod onto its node (a ReadWriteOnce claim is mounted on one node at a time).
+
 With `postgres.external` nothing is deployed: Airflow uses the secret
-`externalDatabaseUrl`, and pipelines use the `warehouse` database on the same server.
+`externalDatabaseUrl`, and pipelines use the `warehouse` database on the same server,
+which keeps its own backups.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from etlstack import postgres_backup
 from etlstack.airflow_settings import database_url
 from etlstack.config import Postgres as PostgresSettings
 from etlstack.kubernetes.common import (
@@ -37,6 +44,8 @@ from etlstack.kubernetes.namespaces import NamespaceRef
 
 NAME = "postgres"
 DATA_CLAIM = "postgres-data"
+BACKUP = "postgres-backup"
+BACKUPS_CLAIM = "postgres-backups"
 # The uid and gid of the `postgres` user in the official Debian-based image.
 POSTGRES_UID = 999
 MOUNT = "/var/lib/postgresql/data"
@@ -83,6 +92,10 @@ class Postgres(pulumi.ComponentResource):
     warehouse_url: pulumi.Output[str]
     # The workload Airflow must wait for, if the database runs in the cluster.
     ready: list[pulumi.Resource]
+    # The claim holding the backups, and the labels of the pod that writes them; None
+    # with an external database.
+    backups_claim: str | None
+    backup_pod_labels: dict[str, str] | None
 
     def __init__(
         self, name: str, args: PostgresArgs, opts: pulumi.ResourceOptions | None = None
@@ -97,6 +110,8 @@ class Postgres(pulumi.ComponentResource):
             self.airflow_database_url = pulumi.Output.secret(external)
             self.warehouse_url = pulumi.Output.secret(external.apply(warehouse_url_from))
             self.ready = []
+            self.backups_claim = None
+            self.backup_pod_labels = None
             self.register_outputs(
                 {
                     "airflowDatabaseUrl": self.airflow_database_url,
@@ -106,6 +121,7 @@ class Postgres(pulumi.ComponentResource):
             return
 
         namespace = args.namespace.output
+        self._image = args.image
         host = service_dns(NAME, args.namespace.name)
         passwords = {
             role: random.RandomPassword(
@@ -127,18 +143,22 @@ class Postgres(pulumi.ComponentResource):
             opts=child(self),
         )
         retain = settings.retain_on_destroy
-        claim = k8s.core.v1.PersistentVolumeClaim(
-            DATA_CLAIM,
-            metadata=metadata(DATA_CLAIM, namespace, labels(NAME)),
-            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                access_modes=["ReadWriteOnce"],
-                storage_class_name=args.storage_class,
-                resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                    requests={"storage": settings.storage_size}
+
+        def protected_claim(claim_name: str, size: str) -> k8s.core.v1.PersistentVolumeClaim:
+            return k8s.core.v1.PersistentVolumeClaim(
+                claim_name,
+                metadata=metadata(claim_name, namespace, labels(NAME)),
+                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                    access_modes=["ReadWriteOnce"],
+                    storage_class_name=args.storage_class,
+                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                        requests={"storage": size}
+                    ),
                 ),
-            ),
-            opts=child(self, protect=retain, retain_on_delete=retain),
-        )
+                opts=child(self, protect=retain, retain_on_delete=retain),
+            )
+
+        claim = protected_claim(DATA_CLAIM, settings.storage_size)
         pod_labels = labels(NAME, "database")
         headless = k8s.core.v1.Service(
             "postgres-headless",
@@ -228,6 +248,16 @@ class Postgres(pulumi.ComponentResource):
             ),
             opts=child(self, depends_on=[credentials, init, claim, headless]),
         )
+        self._backup_deployment(
+            namespace,
+            host,
+            settings,
+            protected_claim(BACKUPS_CLAIM, settings.backups.storage_size),
+            password_env("PGPASSWORD", "superuser"),
+            depends_on=[credentials, statefulset],
+        )
+        self.backups_claim = BACKUPS_CLAIM
+        self.backup_pod_labels = labels(BACKUP)
         self.airflow_database_url = database_url("airflow", passwords["airflow"], host, "airflow")
         self.warehouse_url = pulumi.Output.secret(
             pulumi.Output.concat(
@@ -241,4 +271,67 @@ class Postgres(pulumi.ComponentResource):
         self.ready = [statefulset]
         self.register_outputs(
             {"airflowDatabaseUrl": self.airflow_database_url, "warehouseUrl": self.warehouse_url}
+        )
+
+    def _backup_deployment(
+        self,
+        namespace: pulumi.Input[str],
+        host: str,
+        settings: PostgresSettings,
+        claim: k8s.core.v1.PersistentVolumeClaim,
+        password: k8s.core.v1.EnvVarArgs,
+        depends_on: list[pulumi.Resource],
+    ) -> None:
+        """The backup loop: one pod of the server's image (pg_dump of its own version)."""
+        script = k8s.core.v1.ConfigMap(
+            f"{BACKUP}-script",
+            metadata=metadata(f"{BACKUP}-script", namespace, labels(BACKUP)),
+            data={"postgres-backup": postgres_backup.SCRIPT.read_text()},
+            opts=child(self),
+        )
+        pod_labels = labels(BACKUP)
+        plain = postgres_backup.settings_environment(settings.backups, ("airflow", "warehouse"))
+        spec = service_pod_spec(
+            name=BACKUP,
+            image=self._image,
+            # The group the scheduler runs with (gid 0), so that it may read the backups.
+            uid=POSTGRES_UID,
+            gid=0,
+            command=[postgres_backup.COMMAND, "loop"],
+            env=[
+                k8s.core.v1.EnvVarArgs(name="PGHOST", value=host),
+                k8s.core.v1.EnvVarArgs(name="PGUSER", value="postgres"),
+                password,
+                *(k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in plain.items()),
+            ],
+            requirements=resources(settings.resources.cpu, settings.resources.memory),
+            mounted=[
+                MountedVolume(claim_volume(BACKUPS_CLAIM), postgres_backup.MOUNT),
+                MountedVolume(
+                    k8s.core.v1.VolumeArgs(
+                        name="script",
+                        config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(
+                            name=f"{BACKUP}-script", default_mode=0o555
+                        ),
+                    ),
+                    postgres_backup.COMMAND,
+                    read_only=True,
+                    sub_path="postgres-backup",
+                ),
+            ],
+            scratch={"tmp": "/tmp"},
+        )
+        k8s.apps.v1.Deployment(
+            BACKUP,
+            metadata=metadata(BACKUP, namespace, pod_labels),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                # One pod at a time on the claim, which is ReadWriteOnce.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_labels),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels), spec=spec
+                ),
+            ),
+            opts=child(self, depends_on=[*depends_on, claim, script]),
         )

@@ -10,7 +10,11 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from etlstack.airflow_settings import SCHEDULER_HEALTH_PORT
+from etlstack.airflow_settings import (
+    BACKUPS_DIRECTORY,
+    SCHEDULER_HEALTH_PORT,
+    TASK_LOGS_DIRECTORY,
+)
 from etlstack.config import Airflow
 from etlstack.kubernetes.airflow import (
     SCHEDULER_LOG_PORT,
@@ -19,6 +23,13 @@ from etlstack.kubernetes.airflow import (
     AirflowWorkload,
     WorkloadSpec,
     exec_health_probes,
+)
+from etlstack.kubernetes.common import (
+    HOSTNAME_TOPOLOGY,
+    MountedVolume,
+    claim_volume,
+    labels,
+    metadata,
 )
 
 SCHEDULER = "scheduler"
@@ -35,7 +46,62 @@ _FORMER_TYPES = {
 }
 
 
-def background_workloads(airflow: Airflow) -> list[WorkloadSpec]:
+TASK_LOGS_CLAIM = "airflow-task-logs"
+
+
+def task_logs_claim(
+    namespace: pulumi.Input[str],
+    size: str,
+    storage_class: str | None,
+    retain: bool,
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.PersistentVolumeClaim:
+    """Where the scheduler writes task logs: they outlive its pods (every deploy replaces
+    them) and, unless postgres.retainOnDestroy is false, the stack."""
+    return k8s.core.v1.PersistentVolumeClaim(
+        TASK_LOGS_CLAIM,
+        metadata=metadata(TASK_LOGS_CLAIM, namespace, labels("airflow", SCHEDULER)),
+        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=retain)),
+    )
+
+
+def _scheduler_volumes(
+    backups_claim: str | None, backup_pod_labels: dict[str, str]
+) -> tuple[list[MountedVolume], k8s.core.v1.AffinityArgs | None]:
+    """The task logs' claim; and, with the platform's own database, its backups' claim,
+    read-only, on the backup pod's node (a ReadWriteOnce claim is on one node at a time)."""
+    logs = MountedVolume(claim_volume(TASK_LOGS_CLAIM, "task-logs"), TASK_LOGS_DIRECTORY)
+    if backups_claim is None:
+        return [logs], None
+    backups = MountedVolume(
+        claim_volume(backups_claim, "backups"), BACKUPS_DIRECTORY, read_only=True
+    )
+    beside_backups = k8s.core.v1.AffinityArgs(
+        pod_affinity=k8s.core.v1.PodAffinityArgs(
+            required_during_scheduling_ignored_during_execution=[
+                k8s.core.v1.PodAffinityTermArgs(
+                    label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=backup_pod_labels),
+                    topology_key=HOSTNAME_TOPOLOGY,
+                )
+            ]
+        )
+    )
+    return [logs, backups], beside_backups
+
+
+def background_workloads(
+    airflow: Airflow,
+    backups_claim: str | None = None,
+    backup_pod_labels: dict[str, str] | None = None,
+) -> list[WorkloadSpec]:
+    scheduler_volumes, scheduler_affinity = _scheduler_volumes(
+        backups_claim, backup_pod_labels or {}
+    )
     return [
         WorkloadSpec(
             component=SCHEDULER,
@@ -52,6 +118,8 @@ def background_workloads(airflow: Airflow) -> list[WorkloadSpec]:
             # Running task processes get time to hand over before the pod is killed;
             # the operator reattaches to its task pods after a restart.
             termination_grace_period_seconds=120,
+            mounted=scheduler_volumes,
+            affinity=scheduler_affinity,
         ),
         WorkloadSpec(
             component=DAG_PROCESSOR,
@@ -77,7 +145,11 @@ def background_workloads(airflow: Airflow) -> list[WorkloadSpec]:
 
 
 def background_components(
-    airflow: Airflow, pod: AirflowPod, opts: pulumi.ResourceOptions
+    airflow: Airflow,
+    pod: AirflowPod,
+    opts: pulumi.ResourceOptions,
+    backups_claim: str | None = None,
+    backup_pod_labels: dict[str, str] | None = None,
 ) -> list[AirflowWorkload]:
     """One AirflowWorkload per spec, each under its component's name."""
     return [
@@ -90,5 +162,5 @@ def background_components(
                 pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_FORMER_TYPES[spec.component])]),
             ),
         )
-        for spec in background_workloads(airflow)
+        for spec in background_workloads(airflow, backups_claim, backup_pod_labels)
     ]

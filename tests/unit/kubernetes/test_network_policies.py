@@ -18,7 +18,7 @@ from tests.unit.kubernetes_helpers import (
 )
 
 
-def test_only_airflow_and_pipeline_pods_reach_postgres(stack: Stack) -> None:
+def test_only_airflow_its_backups_and_pipeline_pods_reach_postgres(stack: Stack) -> None:
     policies = NetworkPolicies(stack.objects)
     pods = endpoints(stack)
     reach = {name for name, pod in pods.items() if policies.allowed(pod, pods["postgres"], 5432)}
@@ -28,8 +28,22 @@ def test_only_airflow_and_pipeline_pods_reach_postgres(stack: Stack) -> None:
         "airflow-dag-processor",
         "airflow-triggerer",
         "migrations",
+        "postgres-backup",
         "task",
     }
+
+
+def test_the_backup_pod_reaches_postgres_and_nothing_else(stack: Stack) -> None:
+    policies = NetworkPolicies(stack.objects)
+    pods = endpoints(stack)
+    backup = pods["postgres-backup"]
+    reached = {
+        (name, port)
+        for name, pod in pods.items()
+        for port in (80, 443, 5000, 5432, 6443, 8080, 8793)
+        if name != "postgres-backup" and policies.allowed(backup, pod, port)
+    }
+    assert reached == {("postgres", 5432)}
 
 
 def test_only_what_must_reaches_the_api_server(stack: Stack) -> None:

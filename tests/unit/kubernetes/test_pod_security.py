@@ -23,8 +23,9 @@ from tests.unit.kubernetes_helpers import (
 
 def test_every_workload_runs_restricted(stack: Stack) -> None:
     workloads = [o for o in stack.objects if pod_spec(o) is not None]
-    # postgres, migrations, four Airflow components, and the registry where this stack runs it.
-    assert len(workloads) == 6 + runs_its_registry(stack)
+    # postgres and its backups, migrations, four Airflow components, and the registry
+    # where this stack runs it.
+    assert len(workloads) == 7 + runs_its_registry(stack)
     for obj in workloads:
         spec = pod_spec(obj)
         assert spec is not None

@@ -6,7 +6,8 @@ import json
 
 import kubernetes_validate
 
-from etlstack import render
+from etlstack import postgres_backup, render
+from etlstack.config import seconds
 from tests.support.stacks import stack_file_with
 from tests.unit.kubernetes.stack import (
     Stack,
@@ -61,14 +62,62 @@ def test_postgres_init_creates_both_databases_and_roles_without_a_password(stack
     assert mounts["/docker-entrypoint-initdb.d"]["name"] == "init"
 
 
+def test_backups_are_taken_by_the_servers_own_image_onto_a_protected_claim(
+    stack: Stack,
+) -> None:
+    backup = named(stack.objects, "Deployment", "postgres-backup")
+    assert backup["spec"]["replicas"] == 1
+    assert backup["spec"]["strategy"] == {"type": "Recreate"}
+    container = main_container(backup)
+    server = main_container(named(stack.objects, "StatefulSet", "postgres"))
+    assert container["image"] == server["image"]
+    assert container["command"] == [postgres_backup.COMMAND, "loop"]
+    env = container_env(container)
+    assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "postgres-credentials",
+        "key": "superuser-password",
+    }
+    assert env["PGHOST"]["value"].startswith("postgres.")
+    backups = stack.evaluation.config.settings.postgres.backups
+    assert env["KEEP_SECONDS"]["value"] == str(seconds(backups.keep))
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts[postgres_backup.COMMAND]["subPath"] == "postgres-backup"
+    script = named(stack.objects, "ConfigMap", "postgres-backup-script")
+    assert script["data"]["postgres-backup"] == postgres_backup.SCRIPT.read_text()
+    spec = pod_spec(backup)
+    assert spec is not None
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert claims[mounts[postgres_backup.MOUNT]["name"]] == "postgres-backups"
+    # The scheduler (gid 0) reads them; nobody else.
+    assert (spec["securityContext"]["runAsUser"], spec["securityContext"]["fsGroup"]) == (999, 0)
+    assert spec["automountServiceAccountToken"] is False
+    claim = stack.resource("PersistentVolumeClaim", "postgres-backups")
+    assert claim.protect and claim.retain_on_delete
+    assert render.reveal(claim.inputs["spec"])["resources"]["requests"] == {
+        "storage": backups.storage_size
+    }
+
+
 def test_an_external_database_replaces_the_statefulset() -> None:
     url = "postgresql+psycopg2://etl:s3cr3t-pw@db.example.org:5432/airflow?sslmode=require"
     with stack_file_with("dev", {"postgres": {"external": True}}, {"externalDatabaseUrl": url}):
         stack = evaluate_stack("dev")
-    for kind in ("StatefulSet", "PersistentVolumeClaim"):
+    for kind in ("StatefulSet", "PersistentVolumeClaim", "Deployment"):
         assert "postgres" not in {
             o["metadata"]["name"].split("-")[0] for o in of_kind(stack.objects, kind)
         }
+    # It keeps its own backups: the scheduler has nothing to check, nor a node to follow.
+    scheduler = pod_spec(named(stack.objects, "Deployment", "airflow-scheduler"))
+    assert scheduler is not None and "affinity" not in scheduler
+    assert [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in scheduler["volumes"]
+        if "persistentVolumeClaim" in v
+    ] == ["airflow-task-logs"]
     airflow_env = stack.resource("Secret", "airflow-env")
     assert render.is_secret(airflow_env.inputs["stringData"])
     assert (

@@ -1,11 +1,14 @@
-"""The scheduler, dag-processor and triggerer (workloads.py): one table, and the identity
-deployed stacks know."""
+"""The scheduler, dag-processor and triggerer (workloads.py): one table, the identity
+deployed stacks know, and the scheduler's claims."""
 
 from __future__ import annotations
 
 import pytest
 
+from etlstack import render
 from tests.support.stacks import KUBERNETES_STACKS, evaluate
+from tests.unit.kubernetes.stack import Stack
+from tests.unit.kubernetes_helpers import named, pod_spec
 
 WORKLOAD = "etlstack:kubernetes:AirflowWorkload"
 FORMER = {
@@ -26,3 +29,34 @@ def test_each_background_component_keeps_the_type_a_deployed_stack_knows(
     # With the alias the engine moves the old component and its children over
     # instead of replacing the Deployment and ServiceAccount.
     assert workloads[name].former_types == [FORMER[name]], name
+
+
+def test_the_scheduler_writes_task_logs_to_a_retained_claim_and_reads_the_backups(
+    stack: Stack,
+) -> None:
+    scheduler = named(stack.objects, "Deployment", "airflow-scheduler")
+    # A ReadWriteOnce claim: the old pod stops before the new one mounts it.
+    assert scheduler["spec"]["strategy"] == {"type": "Recreate"}
+    spec = pod_spec(scheduler)
+    assert spec is not None
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in spec["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    for container in [*spec["initContainers"], *spec["containers"]]:
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert claims[mounts["/opt/airflow/logs"]["name"]] == "airflow-task-logs"
+        backups = mounts["/opt/etlstack/backups"]
+        assert claims[backups["name"]] == "postgres-backups" and backups["readOnly"] is True
+    # Both claims are ReadWriteOnce: the scheduler runs on the backup pod's node.
+    (term,) = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    backup = named(stack.objects, "Deployment", "postgres-backup")
+    assert term["labelSelector"]["matchLabels"] == backup["spec"]["selector"]["matchLabels"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    logs = stack.resource("PersistentVolumeClaim", "airflow-task-logs")
+    assert logs.retain_on_delete is True
+    housekeeping = stack.evaluation.config.settings.housekeeping
+    assert render.reveal(logs.inputs["spec"])["resources"]["requests"] == {
+        "storage": housekeeping.task_logs_storage_size
+    }
