@@ -32,7 +32,9 @@ from pipeline_factory.runtime import (
 )
 
 __all__ = [
+    "PIPELINE_LABEL",
     "TASK_GID",
+    "TASK_LABEL",
     "TASK_UID",
     "PipelineNotDeployed",
     "Runtime",
@@ -53,6 +55,10 @@ FOREIGN_NAMESPACES = ("default", "kube-system")
 # the only failure reported is the one that matters (the launch went through).
 LAUNCH_ONLY = ["true"]
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
+# The labels naming a task container's (docker) or pod's (kubernetes) pipeline and task,
+# by target; platform_housekeeping finds failed task containers by them.
+PIPELINE_LABEL = {"docker": "org.etlstack.pipeline", "kubernetes": "etlstack.org/pipeline"}
+TASK_LABEL = {"docker": "org.etlstack.task", "kubernetes": "etlstack.org/task"}
 # The task arguments a DAG may set. Everything else (image, pool, limits, user,
 # mounts, privileges, where and how the task launches) is the platform's decision.
 TASK_ARGUMENTS = frozenset(
@@ -99,7 +105,7 @@ def _docker_task(
         # The scheduler runs in a container: a host temp dir to mount does not exist.
         "mount_tmp_dir": False,
         "auto_remove": "success",
-        "labels": {"org.etlstack.pipeline": pipeline, "org.etlstack.task": task_id},
+        "labels": {PIPELINE_LABEL["docker"]: pipeline, TASK_LABEL["docker"]: task_id},
         # Tasks hand data over through the warehouse; their logs are not results.
         "do_xcom_push": False,
     }
@@ -125,7 +131,7 @@ def _kubernetes_task(
         "name": _pod_name(pipeline, task_id),
         "namespace": namespace or settings.namespace,
         "cmds": command,
-        "labels": {"etlstack.org/pipeline": pipeline, "etlstack.org/task": task_id},
+        "labels": {PIPELINE_LABEL["kubernetes"]: pipeline, TASK_LABEL["kubernetes"]: task_id},
         "service_account_name": settings.service_account,
         "automount_service_account_token": False,
         "image_pull_secrets": [k8s.V1LocalObjectReference(name=settings.image_pull_secret)],

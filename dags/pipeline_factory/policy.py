@@ -14,6 +14,11 @@ held to the same rules as one that does:
   network, namespace...), whoever built it;
 - the smoke test's refusal probes are exempt: they ask for what the platform refuses
   on purpose, and succeed only when it is refused;
+- the platform's housekeeping (pipeline_factory/housekeeping.py) is exempt: it runs
+  inside the scheduler by design, to clean Airflow's database, its logs and the
+  Docker host. Exactly the `Housekeeping` operator, with one of its named jobs: its
+  code is the platform's and a DAG chooses only which job runs. A subclass, which
+  could replace that code, or a job the operator does not know, is refused as above;
 - an EmptyOperator runs nothing and is allowed.
 """
 
@@ -29,6 +34,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import BaseOperator
 
 from pipeline_factory import pipeline_task
+from pipeline_factory.housekeeping import JOBS, Housekeeping
 from pipeline_factory.refusal import ExpectRefusal
 from pipeline_factory.runtime import Runtime, load
 
@@ -83,8 +89,12 @@ def _check_launch(task: Any, runtime: Runtime) -> None:
         raise _refuse(task, f"it sets {', '.join(differing)} otherwise than the platform does")
 
 
+def _platform_housekeeping(task: Any) -> bool:
+    return type(task) is Housekeeping and task.job in JOBS
+
+
 def task_policy(task: Any) -> None:
-    if isinstance(task, EmptyOperator | ExpectRefusal):
+    if isinstance(task, EmptyOperator | ExpectRefusal) or _platform_housekeeping(task):
         return
     runtime = load()
     if isinstance(task, DockerOperator | KubernetesPodOperator):

@@ -174,3 +174,39 @@ def test_an_empty_operator_runs_nothing_and_is_accepted(
         + '    EmptyOperator(task_id="t")\n'
     )
     assert import_error(tmp_path, body) == ""
+
+
+HOUSEKEEPING_IMPORT = "from pipeline_factory.housekeeping import Housekeeping\n"
+
+
+def test_the_platforms_housekeeping_runs_inside_airflow_without_the_opt_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime_env(monkeypatch, "local")
+    body = HEADER + HOUSEKEEPING_IMPORT + "\n" + DAG_OPEN + '    Housekeeping(job="backups")\n'
+    assert import_error(tmp_path, body) == ""
+
+
+NOT_THE_PLATFORMS_HOUSEKEEPING = {
+    # Its own execute: any code, under the platform's name.
+    "subclass": (
+        "\n\nclass Mine(Housekeeping):\n"
+        "    def execute(self, context):\n"
+        '        print("in the scheduler")\n\n\n' + DAG_OPEN + '    Mine(job="backups")\n'
+    ),
+    # The operator refuses an unknown job when built; the policy judges the task as it is.
+    "unknown job": (
+        "\n" + DAG_OPEN + '    task = Housekeeping(job="backups")\n    task.job = "anything"\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_THE_PLATFORMS_HOUSEKEEPING))
+def test_a_housekeeping_task_that_is_not_the_platforms_is_refused(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime_env(monkeypatch, "local")
+    body = HEADER + HOUSEKEEPING_IMPORT + NOT_THE_PLATFORMS_HOUSEKEEPING[case]
+    error = import_error(tmp_path, body)
+    assert "refused by the platform" in error
+    assert "runs its code inside an Airflow component" in error

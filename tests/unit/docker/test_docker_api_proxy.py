@@ -5,7 +5,9 @@ HAProxy (Debian's package; `.ci/run` installs it) runs the rendered configuratio
 with its backend pointed at a stub Docker Engine on a Unix socket that records every
 request that gets through. Allowed calls must reach the stub; refused ones must get
 403 and never reach it. The DockerOperator itself (docker-py underneath) runs a task
-through the proxy, and is refused when it asks for privileged mode or a host mount.
+through the proxy, and is refused when it asks for privileged mode or a host mount;
+the platform's housekeeping jobs remove a failed task container and an unused image
+through it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,8 @@ import pytest
 
 from etlstack import render
 from etlstack.docker.docker_api_proxy import render_config
+from pipeline_factory import PIPELINE_LABEL
+from pipeline_factory.housekeeping import remove_failed_containers, remove_unused_images
 from tests.support.polling import until
 from tests.support.ports import free_port
 from tests.support.stacks import TEST_SOCKET_GID, evaluate
@@ -38,6 +43,20 @@ PIPELINES = "etlstack-local-pipelines"
 REGISTRY = "127.0.0.1:5000"
 IMAGE = "127.0.0.1:5000/etlstack/pipelines/weather@sha256:" + "a" * 64
 CONTAINER_ID = "0123456789ab"
+# What the stub's full image listing holds: an earlier release of the pipeline.
+OLD_IMAGE: dict[str, Any] = {
+    "Id": "sha256:" + "c" * 64,
+    "RepoTags": ["127.0.0.1:5000/etlstack/pipelines/weather:earlier"],
+    "RepoDigests": ["127.0.0.1:5000/etlstack/pipelines/weather@sha256:" + "b" * 64],
+}
+# The stub's only container: a task container that failed long ago.
+FAILED_TASK = {
+    "Id": CONTAINER_ID,
+    "Name": "/weather-extract",
+    "Image": IMAGE,
+    "Config": {"Tty": False, "Labels": {PIPELINE_LABEL["docker"]: "weather"}},
+    "State": {"Status": "exited", "ExitCode": 1, "FinishedAt": "2020-01-01T00:00:00.5Z"},
+}
 
 
 @dataclass
@@ -86,7 +105,12 @@ class _StubEngine(BaseHTTPRequestHandler):
         elif path == "/version":
             self._reply(200, {"ApiVersion": "1.41", "MinAPIVersion": "1.12", "Version": "20.10"})
         elif path == "/images/json":
-            self._reply(200, [])
+            # The operator looks its image up by reference and finds none, so it pulls.
+            self._reply(200, [] if "filters=" in self.path else [OLD_IMAGE])
+        elif path == "/containers/json":
+            self._reply(200, [{"Id": CONTAINER_ID, "ImageID": "sha256:" + "d" * 64}])
+        elif self.command == "DELETE" and path.startswith("/images/"):
+            self._reply(200, [{"Untagged": path.removeprefix("/images/")}])
         elif path == "/images/create":
             self._reply(200, raw=b'{"status":"Downloaded newer image"}\r\n')
         elif path == "/containers/create":
@@ -105,7 +129,7 @@ class _StubEngine(BaseHTTPRequestHandler):
         elif path.endswith("/wait"):
             self._reply(200, {"StatusCode": 0, "Error": None})
         elif path.endswith("/json"):
-            self._reply(200, {"Id": CONTAINER_ID, "Config": {"Tty": False}, "State": {}})
+            self._reply(200, FAILED_TASK)
         else:
             self._reply(204)
 
@@ -275,6 +299,24 @@ ALLOWED: list[tuple[str, str, bytes | None]] = [
     ("GET", f"/v1.41/containers/{CONTAINER_ID}/json", None),
     ("GET", f"/v1.41/containers/{CONTAINER_ID}/logs?stdout=1&stderr=1&follow=0&tail=all", None),
     ("DELETE", f"/v1.41/containers/{CONTAINER_ID}?v=False&link=False&force=True", None),
+    # Housekeeping: the containers (docker-py's `containers(all=True, filters=...)`), and
+    # a non-forced removal of an image of the platform's registry, by digest or tag.
+    ("GET", "/v1.41/containers/json", None),
+    (
+        "GET",
+        "/v1.41/containers/json?limit=-1&all=1&size=0&trunc_cmd=0"
+        "&filters=%7B%22label%22%3A+%5B%22org.etlstack.pipeline%22%5D%7D",
+        None,
+    ),
+    (
+        "DELETE",
+        "/v1.41/images/127.0.0.1:5000/etlstack/pipelines/weather%40sha256:"
+        + "b" * 64
+        + "?force=False&noprune=False",
+        None,
+    ),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/etlstack/pipelines/weather:earlier", None),
+    ("DELETE", "/images/127.0.0.1:5000/etlstack/airflow:1.2?force=0", None),
 ]
 
 
@@ -303,9 +345,38 @@ REFUSED_CALLS: list[tuple[str, str, bytes | None]] = [
     ("POST", "/v1.41/volumes/create", b'{"Name": "x"}'),
     ("GET", "/v1.41/info", None),
     ("GET", "/v1.41/events", None),
-    ("GET", "/v1.41/containers/json", None),
     ("POST", "/v1.41/containers/prune", None),
+    ("POST", "/v1.41/images/prune", None),
+    # Listing containers: only docker-py's parameters, literally named, never sizes.
+    ("GET", "/v1.41/containers/json?all=1&size=1", None),
+    ("GET", "/v1.41/containers/json?size=true", None),
+    ("GET", "/v1.41/containers/json?%73ize=1", None),
+    ("GET", "/v1.41/containers/json?all=1&since=abc", None),
+    ("GET", "/v1.41/containers/json?all=1;size=1", None),
+    ("GET", "/v1.41/containers/json?all=yes", None),
+    ("POST", "/v1.41/containers/json", None),
+    # Removing images: only the platform registry's, by tag or digest, never forced.
     ("DELETE", "/v1.41/images/postgres:16", None),
+    ("DELETE", "/v1.41/images/docker.io/library/postgres:16", None),
+    ("DELETE", "/v1.41/images/sha256:" + "c" * 64, None),
+    ("DELETE", "/v1.41/images/" + "c" * 64, None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000.evil.example/x:1", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:50001/x:1", None),
+    ("DELETE", "/v1.41/images/localhost:5000/x:1", None),
+    ("DELETE", "/v1.41/images/evil.example/127.0.0.1:5000/x:1", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/../../postgres:16", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000%2F..%2F..%2Fpostgres:16", None),
+    ("DELETE", "/v1.41/images/127.0.0.1%3A5000/x:1", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x%2540sha256:" + "b" * 64, None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x%40sha256:" + "b" * 63, None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?force=1", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?force=true", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?force=True&noprune=False", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?force=yes", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?force=False&force=1", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?force=%31", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?%66orce=1", None),
+    ("DELETE", "/v1.41/images/127.0.0.1:5000/x:1?force=False;force=1", None),
     ("POST", "/v1.41/images/load", b""),
     ("POST", "/v1.41/swarm/init", b"{}"),
     ("GET", "/v1.41/secrets", None),
@@ -601,6 +672,45 @@ def test_the_docker_operator_is_refused_when_it_asks_for_the_host(
         path.split("?")[0].endswith("/containers/create")
         for _, path, _ in proxy.seen.requests[before:]
     )
+
+
+def _client(proxy: Proxy) -> Any:
+    from docker import APIClient
+
+    return APIClient(base_url=f"tcp://127.0.0.1:{proxy.port}", version="1.41")
+
+
+def _reached(proxy: Proxy, before: int) -> list[tuple[str, str]]:
+    return [(method, path) for method, path, _ in proxy.seen.requests[before:]]
+
+
+def test_housekeeping_removes_a_failed_task_container_through_the_proxy(proxy: Proxy) -> None:
+    before = proxy.seen.count()
+    removed = remove_failed_containers(_client(proxy), datetime.now(UTC))
+    assert removed == ["weather-extract"]
+    calls = [(m, p.split("?")[0].removeprefix("/v1.41")) for m, p in _reached(proxy, before)]
+    assert ("GET", "/containers/json") in calls
+    assert ("DELETE", f"/containers/{CONTAINER_ID}") in calls
+
+
+def test_housekeeping_removes_an_unused_registry_image_through_the_proxy(proxy: Proxy) -> None:
+    before = proxy.seen.count()
+    removed = remove_unused_images(_client(proxy), [IMAGE])
+    assert removed == OLD_IMAGE["RepoDigests"] + OLD_IMAGE["RepoTags"]
+    deletes = [path for method, path in _reached(proxy, before) if method == "DELETE"]
+    assert len(deletes) == len(removed)
+
+
+def test_a_forced_or_foreign_image_removal_is_refused(proxy: Proxy) -> None:
+    from docker.errors import APIError
+
+    client = _client(proxy)
+    before = proxy.seen.count()
+    for image, force in [(OLD_IMAGE["RepoTags"][0], True), ("postgres:16", False)]:
+        with pytest.raises(APIError) as refused:
+            client.remove_image(image, force=force)
+        assert refused.value.status_code == 403
+    assert not any(method == "DELETE" for method, _ in _reached(proxy, before))
 
 
 def test_the_template_has_no_unrendered_placeholders() -> None:
