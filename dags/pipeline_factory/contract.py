@@ -73,6 +73,10 @@ class Housekeeping(_Contract):
 
     task_logs_seconds: PositiveInt
     metadata_seconds: PositiveInt
+    # Airflow 3 keeps its database from task processes (the task runner replaces
+    # AIRFLOW__DATABASE__SQL_ALCHEMY_CONN before a task runs): the scheduler holds it as
+    # this Airflow connection too, for `airflow db clean`.
+    metadata_conn_id: Setting
     failed_task_containers_seconds: PositiveInt
     # Both absent with an external database, which keeps its own backups.
     backups_every_seconds: PositiveInt | None = None

@@ -43,11 +43,6 @@ from pipeline_factory.runtime import Runtime, load
 
 log = logging.getLogger(__name__)
 
-# Airflow 3 keeps its database from task processes: the task runner replaces
-# AIRFLOW__DATABASE__SQL_ALCHEMY_CONN with a placeholder before a task runs, and
-# `airflow db clean` has no API. The scheduler hands the `metadata` job the database as
-# this Airflow connection (AIRFLOW_CONN_AIRFLOW_METADATA) instead.
-METADATA_CONN_ID = "airflow_metadata"
 # What a backup directory holds (the backup job's format): both dumps, and the manifest
 # of their sizes and digests, written last, so a backup without it is not finished.
 BACKUP_FILES = ("airflow.dump", "warehouse.dump")
@@ -113,17 +108,18 @@ def clean_metadata(database_url: str, cutoff: datetime) -> str:
     return result.stdout
 
 
-def metadata_database_url() -> str:
-    """Airflow's database as a SQLAlchemy URL, from the connection METADATA_CONN_ID."""
+def metadata_database_url(conn_id: str) -> str:
+    """Airflow's database as a SQLAlchemy URL, from the scheduler's connection `conn_id`
+    (task processes cannot read Airflow's own database setting)."""
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk.exceptions import AirflowNotFoundException
 
     try:
-        url = PostgresHook(postgres_conn_id=METADATA_CONN_ID).sqlalchemy_url
+        url = PostgresHook(postgres_conn_id=conn_id).sqlalchemy_url
     except AirflowNotFoundException:
         raise HousekeepingError(
-            f"the scheduler has no Airflow connection {METADATA_CONN_ID!r} "
-            f"(AIRFLOW_CONN_{METADATA_CONN_ID.upper()}): task processes cannot read Airflow's "
+            f"the scheduler has no Airflow connection {conn_id!r} "
+            f"(AIRFLOW_CONN_{conn_id.upper()}): task processes cannot read Airflow's "
             "own database setting, so the platform must hand it to this job as that connection"
         ) from None
     return url.render_as_string(hide_password=False)
@@ -452,7 +448,7 @@ def check_backups(folder: Path, *, now: datetime, every_seconds: int) -> Backup:
 
 def _metadata(runtime: Runtime, now: datetime) -> None:
     cutoff = now - timedelta(seconds=runtime.housekeeping.metadata_seconds)
-    clean_metadata(metadata_database_url(), cutoff)
+    clean_metadata(metadata_database_url(runtime.housekeeping.metadata_conn_id), cutoff)
 
 
 def _task_logs(runtime: Runtime, now: datetime) -> None:

@@ -35,6 +35,10 @@ DAG_FOLDER_SCAN_SECONDS = 30
 # and where the scheduler sees the backups of the platform's PostgreSQL, read-only.
 TASK_LOGS_DIRECTORY = "/opt/airflow/logs"
 BACKUPS_DIRECTORY = "/opt/etlstack/backups"
+# The scheduler's Airflow connection to Airflow's own database, for housekeeping's
+# `airflow db clean` (task processes do not see the database setting itself).
+METADATA_CONN_ID = "airflow_metadata"
+METADATA_CONN_ENV = f"AIRFLOW_CONN_{METADATA_CONN_ID.upper()}"
 
 
 class AirflowSecrets(pulumi.ComponentResource):
@@ -186,6 +190,7 @@ def runtime_settings(
             housekeeping=contract.Housekeeping(
                 task_logs_seconds=seconds(housekeeping.task_logs),
                 metadata_seconds=seconds(housekeeping.metadata),
+                metadata_conn_id=METADATA_CONN_ID,
                 failed_task_containers_seconds=seconds(housekeeping.failed_task_containers),
                 **(
                     {}

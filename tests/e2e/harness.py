@@ -341,14 +341,15 @@ def platform_applier(
     as_stack: str,
     ports: dict[str, int | None] | None,
     secret_seed: bytes | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[deploy.Applier, dict[str, Any]]:
     """The applier for the stack file `stack` of `project` under the name `as_stack`, on the
     base-image stand-ins, with real generated secrets (which it redacts from logs), the
-    same for every call with the same `secret_seed`."""
+    same for every call with the same `secret_seed`; `settings` overrides the stack file's."""
     started = time.monotonic()
     stand_ins = base_images.ensure(client)
     log.info("base images ready (%.0fs)", time.monotonic() - started)
-    overrides = stack_overrides(project, stack, client, stand_ins, ports)
+    overrides = _merge(stack_overrides(project, stack, client, stand_ins, ports), settings or {})
     evaluation = render.evaluate(
         stack,
         project,

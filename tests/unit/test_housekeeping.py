@@ -20,13 +20,15 @@ from typing import Any
 
 import pytest
 from kubernetes.client import models as k8s
+from sqlalchemy.engine import make_url
 
+from etlstack import render
 from pipeline_factory import PIPELINE_LABEL, TASK_LABEL
+from pipeline_factory.contract import Runtime
 from pipeline_factory.housekeeping import (
     BACKUP_FILES,
     BACKUP_NAME,
     MANIFEST,
-    METADATA_CONN_ID,
     Housekeeping,
     HousekeepingError,
     check_backups,
@@ -38,7 +40,9 @@ from pipeline_factory.housekeeping import (
     remove_old_files,
     unused_registry_references,
 )
+from tests.support.stacks import evaluate
 from tests.unit.dag_helpers import BUILDING_STACKS, DAGS, RUNTIME_ENV, parse, stack_runtime
+from tests.unit.docker.containers import CONTAINER
 
 NOW = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -466,15 +470,28 @@ def test_a_failing_clean_fails_the_job(tmp_path: Path, monkeypatch: pytest.Monke
         clean_metadata(unreachable, NOW)
 
 
-def test_the_database_comes_from_the_metadata_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    variable = f"AIRFLOW_CONN_{METADATA_CONN_ID.upper()}"
-    monkeypatch.setenv(variable, "postgresql://airflow:pass%40word@postgres:5432/airflow")
-    url = metadata_database_url()
-    assert url.startswith("postgresql")
-    assert url.endswith("://airflow:pass%40word@postgres:5432/airflow")
+def test_the_database_comes_from_the_connection_the_stack_gives_the_scheduler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (scheduler,) = [
+        r for r in evaluate("local").by_type(CONTAINER) if r.name.endswith("-scheduler")
+    ]
+    env = dict(str(pair).split("=", 1) for pair in render.reveal(scheduler.inputs["envs"]))
+    conn_id = Runtime.model_validate_json(env[RUNTIME_ENV]).housekeeping.metadata_conn_id
+    variable = f"AIRFLOW_CONN_{conn_id.upper()}"
+    monkeypatch.setenv(variable, env[variable])
+    url = make_url(metadata_database_url(conn_id))
+    database = make_url(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert (url.username, url.password, url.host, url.port, url.database) == (
+        database.username,
+        database.password,
+        database.host,
+        database.port,
+        database.database,
+    )
     monkeypatch.delenv(variable)
     with pytest.raises(HousekeepingError, match=variable):
-        metadata_database_url()
+        metadata_database_url(conn_id)
 
 
 # ---- The operator, with a stack's runtime ------------------------------------------------

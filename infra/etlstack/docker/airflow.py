@@ -18,6 +18,7 @@ import pulumi_docker as docker
 from etlstack.airflow_settings import (
     API_SERVER_PORT,
     BACKUPS_DIRECTORY,
+    METADATA_CONN_ENV,
     TASK_LOGS_DIRECTORY,
     AirflowSecrets,
     airflow_environment,
@@ -80,15 +81,16 @@ class Airflow(pulumi.ComponentResource):
                 "warehouseConnId": WAREHOUSE_CONN_ID,
             },
         )
+        metadata_database_url = database_url(
+            postgres.AIRFLOW_DATABASE,
+            args.postgres.airflow_password,
+            postgres.HOST,
+            postgres.AIRFLOW_DATABASE,
+        )
         environment = airflow_environment(
             config,
             secrets=self.secrets,
-            metadata_database_url=database_url(
-                postgres.AIRFLOW_DATABASE,
-                args.postgres.airflow_password,
-                postgres.HOST,
-                postgres.AIRFLOW_DATABASE,
-            ),
+            metadata_database_url=metadata_database_url,
             api_server_host=API_SERVER,
             public_url=args.public_url,
             runtime=runtime,
@@ -212,7 +214,10 @@ class Airflow(pulumi.ComponentResource):
             SCHEDULER,
             ["airflow", "scheduler"],
             "scheduler",
-            extra_secret={f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse},
+            extra_secret={
+                f"AIRFLOW_CONN_{WAREHOUSE_CONN_ID.upper()}": warehouse,
+                METADATA_CONN_ENV: metadata_database_url,
+            },
             docker_api=True,
             # platform_housekeeping checks from here that the newest backup is recent.
             extra_volumes=[

@@ -214,6 +214,8 @@ class WorkloadSpec:
     # Claims it mounts; a pod with one is replaced by stopping the old one first.
     mounted: list[MountedVolume] = field(default_factory=list)
     affinity: k8s.core.v1.AffinityArgs | None = None
+    # Variables of its own, on top of the shared ConfigMap and Secret.
+    env: list[k8s.core.v1.EnvVarArgs] = field(default_factory=list)
 
 
 class AirflowWorkload(pulumi.ComponentResource):
@@ -252,6 +254,7 @@ class AirflowWorkload(pulumi.ComponentResource):
             spec.settings,
             spec.mounted,
             ports=spec.ports or None,
+            env=spec.env or None,
             **spec.probes,
         )
         self.deployment = k8s.apps.v1.Deployment(

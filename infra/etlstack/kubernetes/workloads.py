@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 
 from etlstack.airflow_settings import (
     BACKUPS_DIRECTORY,
+    METADATA_CONN_ENV,
     SCHEDULER_HEALTH_PORT,
     TASK_LOGS_DIRECTORY,
 )
@@ -31,6 +32,7 @@ from etlstack.kubernetes.common import (
     labels,
     metadata,
 )
+from etlstack.kubernetes.secrets import AIRFLOW_ENV_SECRET
 
 SCHEDULER = "scheduler"
 DAG_PROCESSOR = "dag-processor"
@@ -120,6 +122,17 @@ def background_workloads(
             termination_grace_period_seconds=120,
             mounted=scheduler_volumes,
             affinity=scheduler_affinity,
+            # Housekeeping's `airflow db clean` reads Airflow's database as a connection.
+            env=[
+                k8s.core.v1.EnvVarArgs(
+                    name=METADATA_CONN_ENV,
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                            name=AIRFLOW_ENV_SECRET, key="AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+                        )
+                    ),
+                )
+            ],
         ),
         WorkloadSpec(
             component=DAG_PROCESSOR,

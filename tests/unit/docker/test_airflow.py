@@ -158,3 +158,17 @@ def test_no_generated_secret_appears_outside_a_secret(revealed: render.Evaluatio
             continue
         masked = json.dumps(render.mask(resource.inputs))
         assert not any(s in masked for s in secrets), resource.name
+
+
+def test_only_the_scheduler_holds_airflows_database_as_a_connection(
+    revealed: render.Evaluation,
+) -> None:
+    # Task processes do not see AIRFLOW__DATABASE__SQL_ALCHEMY_CONN; housekeeping's
+    # `airflow db clean` reads the same database from this connection.
+    scheduler = env(container(revealed, "airflow-scheduler"))
+    assert (
+        scheduler["AIRFLOW_CONN_AIRFLOW_METADATA"]
+        == scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    )
+    for suffix in ("init", "api-server", "dag-processor", "triggerer"):
+        assert "AIRFLOW_CONN_AIRFLOW_METADATA" not in env(container(revealed, f"airflow-{suffix}"))

@@ -54,6 +54,14 @@ def test_the_scheduler_writes_task_logs_to_a_retained_claim_and_reads_the_backup
     backup = named(stack.objects, "Deployment", "postgres-backup")
     assert term["labelSelector"]["matchLabels"] == backup["spec"]["selector"]["matchLabels"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
+    (scheduler_container,) = spec["containers"]
+    (connection,) = scheduler_container["env"]
+    assert connection == {
+        "name": "AIRFLOW_CONN_AIRFLOW_METADATA",
+        "valueFrom": {
+            "secretKeyRef": {"name": "airflow-env", "key": "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"}
+        },
+    }
     logs = stack.resource("PersistentVolumeClaim", "airflow-task-logs")
     assert logs.retain_on_delete is True
     housekeeping = stack.evaluation.config.settings.housekeeping
