@@ -1,7 +1,7 @@
 """Platform housekeeping: every day, removes what the platform no longer needs and checks
 that its database is backed up, so that nothing piles up while nobody looks.
 
-Five independent tasks, one per job (dags/pipeline_factory/housekeeping.py); each logs
+Six independent tasks, one per job (dags/pipeline_factory/housekeeping.py); each logs
 what it removed or found, and a failure fails its own task only:
 
 - `metadata`: `airflow db clean` of Airflow's database (task instances, DAG runs, logs,
@@ -17,6 +17,9 @@ what it removed or found, and a failure fails its own task only:
 - `backups`: fails when the newest complete backup of the platform's PostgreSQL
   (`postgres.backups`) is older than two backup intervals, or when there is none. With
   an external database there is nothing to check.
+- `disk_usage`: on docker, the registry's size and Docker's disk use (images,
+  containers, volumes), to watch against the disk. Nothing leaves the registry on its
+  own: every version stays deployable.
 
 The DAG is active from its first deploy: nobody has to unpause it.
 """

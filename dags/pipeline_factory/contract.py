@@ -49,6 +49,8 @@ class DockerSettings(_Contract):
     url: Setting
     network: Setting
     warehouse_conn_id: Setting
+    # The volume of the registry the stack runs (none with an external registry).
+    registry_volume: Setting | None = None
 
 
 class KubernetesSettings(_Contract):

@@ -1,6 +1,6 @@
 """The platform's housekeeping: what would otherwise pile up in a year without an administrator.
 
-Five jobs, each a task of the platform_housekeeping DAG (dags/platform_housekeeping.py):
+Six jobs, each a task of the platform_housekeeping DAG (dags/platform_housekeeping.py):
 
 - `metadata`: `airflow db clean` of Airflow's database, older than housekeeping.metadata;
 - `task_logs`: task log files older than housekeeping.taskLogs, then the directories
@@ -11,7 +11,10 @@ Five jobs, each a task of the platform_housekeeping DAG (dags/platform_housekeep
 - `pipeline_images` (docker only): images of the stack's registry that no deployed
   pipeline uses;
 - `backups`: fails when the newest complete backup of the platform's PostgreSQL is
-  older than two backup intervals (postgres.backups.every).
+  older than two backup intervals (postgres.backups.every);
+- `disk_usage` (docker only): reports the registry's size and Docker's disk use, the
+  figures to watch against the disk (nothing is removed from the registry: every
+  version stays deployable).
 
 Each job is a plain function of paths, clients and times that returns what it removed
 or found, and logs it; the `Housekeeping` operator runs one of them by name, inside the
@@ -443,6 +446,38 @@ def check_backups(folder: Path, *, now: datetime, every_seconds: int) -> Backup:
     return newest
 
 
+# ---- disk_usage -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    images: int
+    images_bytes: int
+    containers: int
+    containers_bytes: int
+    # Each volume's size; -1 where the engine did not measure it.
+    volumes: dict[str, int]
+
+
+def disk_usage(report: Mapping[str, Any]) -> DiskUsage:
+    """What the Docker Engine's disk-usage report (GET /system/df) says is on its disk."""
+    containers = report.get("Containers") or []
+    return DiskUsage(
+        images=len(report.get("Images") or []),
+        images_bytes=int(report.get("LayersSize") or 0),
+        containers=len(containers),
+        containers_bytes=sum(int(c.get("SizeRw") or 0) for c in containers),
+        volumes={
+            v["Name"]: int((v.get("UsageData") or {}).get("Size", -1))
+            for v in report.get("Volumes") or []
+        },
+    )
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f} MiB"
+
+
 # ---- The jobs, as the scheduler runs them ---------------------------------------------
 
 
@@ -510,12 +545,41 @@ def _backups(runtime: Runtime, now: datetime) -> None:
     )
 
 
+def _disk_usage(runtime: Runtime, now: datetime) -> None:
+    if runtime.docker is None:
+        log.info(
+            "Not measured on Kubernetes: the registry's claim is registry.storageSize, and "
+            "its use is for the storage provider to report"
+        )
+        return
+    usage = disk_usage(_docker_client(runtime).df())
+    log.info(
+        "Docker's disk: %d images, %s; %d containers, %s; %d volumes, %s",
+        usage.images,
+        _mib(usage.images_bytes),
+        usage.containers,
+        _mib(usage.containers_bytes),
+        len(usage.volumes),
+        _mib(sum(size for size in usage.volumes.values() if size > 0)),
+    )
+    registry = runtime.docker.registry_volume
+    if registry is None:
+        log.info("The registry is external: its size is for its operator to report")
+        return
+    if registry not in usage.volumes:
+        raise HousekeepingError(
+            f"the registry's volume {registry!r} is not on this Docker host; its images are gone"
+        )
+    log.info("The registry's volume %s holds %s", registry, _mib(usage.volumes[registry]))
+
+
 _JOBS: dict[str, Callable[[Runtime, datetime], None]] = {
     "metadata": _metadata,
     "task_logs": _task_logs,
     "failed_task_containers": _failed_task_containers,
     "pipeline_images": _pipeline_images,
     "backups": _backups,
+    "disk_usage": _disk_usage,
 }
 JOBS = tuple(_JOBS)
 

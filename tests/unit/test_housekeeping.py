@@ -29,10 +29,12 @@ from pipeline_factory.housekeeping import (
     BACKUP_FILES,
     BACKUP_NAME,
     MANIFEST,
+    DiskUsage,
     Housekeeping,
     HousekeepingError,
     check_backups,
     clean_metadata,
+    disk_usage,
     expired_containers,
     expired_pods,
     metadata_clean_command,
@@ -411,6 +413,29 @@ def test_no_image_list_yields_a_reference_of_a_deployed_or_used_image() -> None:
     ]
 
 
+# ---- disk_usage -----------------------------------------------------------------------
+
+
+def test_disk_usage_reads_the_engines_report() -> None:
+    # Trimmed from a real GET /system/df of the end-to-end platform.
+    report = {
+        "LayersSize": 3 * 2**30,
+        "Images": [{"Id": "sha256:1"}, {"Id": "sha256:2"}],
+        "Containers": [{"Id": "a", "SizeRw": 4096}, {"Id": "b", "SizeRw": None}],
+        "Volumes": [
+            {"Name": "etlstack-local-registry-data", "UsageData": {"Size": 5 * 2**20}},
+            {"Name": "unmeasured", "UsageData": None},
+        ],
+    }
+    assert disk_usage(report) == DiskUsage(
+        images=2,
+        images_bytes=3 * 2**30,
+        containers=2,
+        containers_bytes=4096,
+        volumes={"etlstack-local-registry-data": 5 * 2**20, "unmeasured": -1},
+    )
+
+
 # ---- metadata -------------------------------------------------------------------------
 
 
@@ -543,6 +568,7 @@ def test_the_backups_job_checks_the_stacks_backups_directory(
     [
         ("backups", "local", "the external database keeps its own backups"),
         ("pipeline_images", "dev", "the kubelet removes unused images itself"),
+        ("disk_usage", "dev", "Not measured on Kubernetes"),
     ],
 )
 def test_a_job_with_nothing_to_do_on_a_stack_says_so(
@@ -570,7 +596,14 @@ def test_the_dag_runs_each_job_daily_on_its_own(
     assert bag.import_errors == {}
     dag = bag.dags["platform_housekeeping"]
     assert sorted(task.task_id for task in dag.tasks) == sorted(
-        ["metadata", "task_logs", "failed_task_containers", "pipeline_images", "backups"]
+        [
+            "metadata",
+            "task_logs",
+            "failed_task_containers",
+            "pipeline_images",
+            "backups",
+            "disk_usage",
+        ]
     )
     for task in dag.tasks:
         assert type(task) is Housekeeping

@@ -55,6 +55,8 @@ class AirflowArgs:
     postgres: postgres.Postgres
     docker_api_proxy: pulumi.Resource
     public_url: str
+    # The storage of the registry the stack runs; None with an external registry.
+    registry_volume: pulumi.Output[str] | None
 
 
 class Airflow(pulumi.ComponentResource):
@@ -79,6 +81,8 @@ class Airflow(pulumi.ComponentResource):
                 "url": args.docker_api_url,
                 "network": args.pipelines_network,
                 "warehouseConnId": WAREHOUSE_CONN_ID,
+                # Housekeeping reports its size.
+                **({"registryVolume": args.registry_volume} if args.registry_volume else {}),
             },
         )
         metadata_database_url = database_url(

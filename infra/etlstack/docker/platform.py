@@ -127,6 +127,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 postgres=database,
                 docker_api_proxy=proxy.container,
                 public_url=public_url,
+                registry_volume=registry.volume_name,
             ),
             opts=child,
         )

@@ -49,8 +49,9 @@ def registry_host(settings: RegistrySettings, docker: Docker) -> str:
 class Registry(pulumi.ComponentResource):
     # Where images go, and the credentials the builder and the Docker daemon use.
     access: RegistryAccess
-    # The registry container, when the stack runs its own.
+    # The registry container and its storage volume, when the stack runs its own.
     container: docker.Container | None
+    volume_name: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
@@ -63,6 +64,7 @@ class Registry(pulumi.ComponentResource):
         if settings.external:
             assert settings.host and args.external_password
             self.container = None
+            self.volume_name = None
             self.access = RegistryAccess(
                 server=settings.host,
                 username=username,
@@ -85,6 +87,7 @@ class Registry(pulumi.ComponentResource):
             name=f"{args.prefix}-registry-data",
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)),
         )
+        self.volume_name = volume.name
         self.container = docker.Container(
             f"{name}-container",
             name=f"{args.prefix}-registry",

@@ -131,10 +131,13 @@ def test_the_runtime_contract_names_the_proxy_and_the_pipelines_network(
     variables = env(container(revealed, f"airflow-{suffix}"))
     runtime = json.loads(variables["ETLSTACK_RUNTIME"])
     assert runtime["target"] == "docker"
+    (registry_storage,) = container(revealed, "registry").inputs["volumes"]
     assert runtime["docker"] == {
         "url": "tcp://docker-api-proxy:2375",
         "network": f"{PREFIX}-pipelines",
         "warehouseConnId": "warehouse",
+        # Housekeeping reports its size.
+        "registryVolume": registry_storage["volumeName"],
     }
     assert runtime["pipelineImages"] == {
         name: ref for name, ref in artifacts.items() if name not in ("airflow", "dags")

@@ -107,6 +107,8 @@ class _StubEngine(BaseHTTPRequestHandler):
         elif path == "/images/json":
             # The operator looks its image up by reference and finds none, so it pulls.
             self._reply(200, [] if "filters=" in self.path else [OLD_IMAGE])
+        elif path == "/system/df":
+            self._reply(200, {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": []})
         elif path == "/containers/json":
             self._reply(200, [{"Id": CONTAINER_ID, "ImageID": "sha256:" + "d" * 64}])
         elif self.command == "DELETE" and path.startswith("/images/"):
@@ -317,6 +319,8 @@ ALLOWED: list[tuple[str, str, bytes | None]] = [
     ),
     ("DELETE", "/v1.41/images/127.0.0.1:5000/etlstack/pipelines/weather:earlier", None),
     ("DELETE", "/images/127.0.0.1:5000/etlstack/airflow:1.2?force=0", None),
+    # Housekeeping's disk-usage report (docker-py's `df()`).
+    ("GET", "/v1.41/system/df", None),
 ]
 
 
@@ -344,6 +348,9 @@ REFUSED_CALLS: list[tuple[str, str, bytes | None]] = [
     ("POST", "/v1.41/networks/etlstack-local-platform/connect", b'{"Container": "abc"}'),
     ("POST", "/v1.41/volumes/create", b'{"Name": "x"}'),
     ("GET", "/v1.41/info", None),
+    ("GET", "/v1.41/system/df?verbose=1", None),
+    ("GET", "/v1.41/system/info", None),
+    ("POST", "/v1.41/system/df", None),
     ("GET", "/v1.41/events", None),
     ("POST", "/v1.41/containers/prune", None),
     ("POST", "/v1.41/images/prune", None),
