@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from typing import Any
+from functools import cached_property
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from airflow.providers.docker.exceptions import DockerContainerFailedException
@@ -25,17 +27,29 @@ def warehouse_url(conn_id: str) -> str:
     )
 
 
+class _TaskLog(Protocol):
+    def info(self, message: Any, /, *args: Any) -> Any: ...
+
+
 class _ConfinedClient:
-    """The Docker API client, adding the platform's confinement to every container.
+    """The Docker API client, adding the platform's confinement to every container, and
+    keeping the containers that failed.
 
     DockerOperator turns `cpus` into CPU *shares*, a relative weight that limits
     nothing; a real limit needs NanoCpus. It has no parameter for that, nor for
     dropping capabilities or forbidding privilege gains (setuid binaries in the
     image), so these are added where it builds the host config.
+
+    Its auto_remove="success" removes the container whatever its exit status (the
+    removal is in a `finally`); a failed one is kept here instead, for `docker logs`
+    and `docker inspect`, until platform_housekeeping removes it after
+    housekeeping.failedTaskContainers.
     """
 
-    def __init__(self, client: Any, nano_cpus: int) -> None:
+    def __init__(self, client: Any, nano_cpus: int, log: _TaskLog | None = None) -> None:
         self._client = client
+        self._log: _TaskLog = log or logging.getLogger(__name__)
+        self._failed: set[str] = set()
         self._confinement = {
             "nano_cpus": nano_cpus,
             "cap_drop": ["ALL"],
@@ -48,6 +62,7 @@ class _ConfinedClient:
     def wait(self, container: Any, *args: Any, **kwargs: Any) -> Any:
         result = self._client.wait(container, *args, **kwargs)
         if result.get("StatusCode"):
+            self._failed.add(_container_id(container))
             # DockerOperator reports only the exit status (137 is any SIGKILL) and then
             # removes the container, failed or not: say now, while it exists, when it
             # was the memory limit, so the task log names the fix.
@@ -61,8 +76,22 @@ class _ConfinedClient:
                 )
         return result
 
+    def remove_container(self, container: Any, *args: Any, **kwargs: Any) -> Any:
+        if _container_id(container) in self._failed:
+            self._log.info(
+                "The failed task container %s is kept for inspection (docker logs, docker "
+                "inspect); platform_housekeeping removes it after housekeeping.failedTaskContainers",
+                _container_id(container),
+            )
+            return None
+        return self._client.remove_container(container, *args, **kwargs)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+def _container_id(container: Any) -> str:
+    return str(container["Id"] if isinstance(container, dict) else container)
 
 
 class ConfinedDockerOperator(DockerOperator):
@@ -76,9 +105,10 @@ class ConfinedDockerOperator(DockerOperator):
         super().__init__(**kwargs)
         self.nano_cpus = nano_cpus
 
-    @property
+    @cached_property
     def cli(self) -> Any:
-        return _ConfinedClient(self.hook.api_client, self.nano_cpus)
+        # One client per task: it remembers which of its containers failed.
+        return _ConfinedClient(self.hook.api_client, self.nano_cpus, self.log)
 
 
 class PipelineDockerOperator(ConfinedDockerOperator):

@@ -48,6 +48,9 @@ GENERATED_PIPELINE = "generated-example"
 EXAMPLE_DAG = "weather"
 SMOKE_DAG = "platform_smoke"
 KEEP_PLATFORM = os.environ.get("E2E_KEEP_PLATFORM") == "1"
+# Failed task containers are past their retention period at once, so that housekeeping
+# can be seen removing them (test_housekeeping.py); the default keeps them 7 days.
+SESSION_SETTINGS = {"housekeeping": {"failedTaskContainers": "1s"}}
 
 log = logging.getLogger("e2e")
 
@@ -151,7 +154,9 @@ def _keep_build_cache(client: docker.DockerClient, applier: deploy.Applier) -> N
 @pytest.fixture(scope="session")
 def platform(engine: docker.DockerClient, project: Path) -> Iterator[Platform]:
     ports = {"airflow": free_port(), "registry": free_port(), "postgres": free_port()}
-    applier, overrides = harness.platform_applier(engine, project, STACK, E2E_STACK, ports)
+    applier, overrides = harness.platform_applier(
+        engine, project, STACK, E2E_STACK, ports, settings=SESSION_SETTINGS
+    )
     # A run that was killed may have left this stack's objects behind.
     applier.destroy()
     try:

@@ -1,7 +1,9 @@
-"""A task container killed by its memory limit is named as such; other failures are not.
+"""A task container killed by its memory limit is named as such; other failures are not;
+and a failed container is kept for inspection.
 
 DockerOperator reports only the exit status (137 is any SIGKILL) and removes the
-container either way, so the factory's client says why when the container exits.
+container either way, so the factory's client says why when the container exits, and
+keeps it when it failed.
 """
 
 from __future__ import annotations
@@ -41,3 +43,15 @@ def test_other_exits_are_left_to_dockeroperator(status: int, inspected: bool) ->
     engine = _engine(status, oom_killed=False)
     assert _ConfinedClient(engine, nano_cpus=10**9).wait("c0ffee")["StatusCode"] == status
     assert engine.inspect_container.called is inspected
+
+
+@pytest.mark.parametrize(("status", "removed"), [(0, True), (1, False), (137, False)])
+def test_a_failed_container_is_kept_for_inspection_a_successful_one_removed(
+    status: int, removed: bool
+) -> None:
+    engine = _engine(status, oom_killed=False)
+    client = _ConfinedClient(engine, nano_cpus=10**9)
+    client.wait("c0ffee")
+    # What DockerOperator's auto_remove="success" does after every run, failed or not.
+    client.remove_container("c0ffee")
+    assert engine.remove_container.called is removed
