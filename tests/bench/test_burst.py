@@ -18,34 +18,23 @@ from tests.bench import report
 from tests.bench.conftest import BURST_TASKS
 
 
-def _daemon_errors(since: int) -> list[str]:
-    path = bench.dockerd_log()
-    if not path.exists():
-        return []
-    with path.open("rb") as log:
-        log.seek(since)
-        text = log.read().decode(errors="replace")
-    return [line for line in text.splitlines() if "level=error" in line or "level=fatal" in line]
-
-
 @pytest.mark.bench
 def test_burst_of_fifty_tasks(platform: Any, bench_dags: dict[str, str]) -> None:
     dag_id = bench_dags["burst"]
     slots = int(platform.airflow.get(f"/api/v2/pools/{bench.POOL}")["slots"])
     raw = bench.raw_task(platform)
     log_path = bench.dockerd_log()
-    assert log_path.exists(), f"no daemon log at {log_path}: start the engine with engine.sh"
 
     since = log_path.stat().st_size
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=slots) as pool:
         list(pool.map(raw.run, (f"bench-burst-{index:02d}" for index in range(BURST_TASKS))))
     direct = time.monotonic() - started
-    direct_errors = _daemon_errors(since)
+    direct_errors = bench.daemon_errors(since)
 
     since = log_path.stat().st_size
     run = bench.timed_run(platform.airflow, dag_id, timeout=1800)
-    platform_errors = _daemon_errors(since)
+    platform_errors = bench.daemon_errors(since)
     assert len(run.tasks) == BURST_TASKS
     assert {t["state"] for t in run.tasks} == {"success"}
     assert {t["try_number"] for t in run.tasks} == {1}, "a task needed a retry"

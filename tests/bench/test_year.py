@@ -16,7 +16,7 @@ the registry and the backups. The figures, a table and a plot go to BENCHMARKS.m
 docs/year.png.
 
 It asserts what the platform promises, not times: every weather run succeeded, every
-housekeeping run succeeded, and with housekeeping each per-run figure stops growing once
+housekeeping run succeeded, the Docker daemon logged no error, and with housekeeping each per-run figure stops growing once
 its retention period has passed, while without it the same figure keeps growing.
 """
 
@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from harness import Platform, log, platform_applier, start_platform
 
+from tests.bench import platform_bench as bench
 from tests.bench import report
 from tests.support.polling import until
 from tests.support.ports import free_port
@@ -201,12 +202,17 @@ def test_a_year_levels_off_with_housekeeping(engine: Any, project: Path) -> None
     for leg, housekeeping in (("with housekeeping", True), ("without", False)):
         name = "year-housekept" if housekeeping else "year-unkept"
         with _platform(engine, project, name) as platform:
+            since = bench.dockerd_log().stat().st_size
             legs[leg], weather_runs = _year(platform, housekeeping)
             states = {r["dag_run_id"]: r["state"] for r in _all_finished(platform, WEATHER)}
             assert {states.get(run) for run in weather_runs} == {"success"}, "a weather run failed"
             if housekeeping:
                 kept = _all_finished(platform, HOUSEKEEPING)
                 assert kept and {r["state"] for r in kept} == {"success"}, kept
+            errors = bench.daemon_errors(since)
+            assert not errors, f"the Docker daemon logged errors ({leg}):\n" + "\n".join(
+                errors[:20]
+            )
 
     for metric in PER_RUN:
         settled, end = _level(legs["with housekeeping"], metric)
