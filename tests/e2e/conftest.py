@@ -109,8 +109,6 @@ def project() -> Path:
             shutil.copy2(source, copy / name)
     created = harness.etlstack(copy, "new-pipeline", GENERATED_PIPELINE)
     assert created.returncode == 0, created.stdout + created.stderr
-    # The session's stack file, so the CLI (`etlstack backup e2e`) finds the platform.
-    shutil.copy2(copy / f"Pulumi.{STACK}.yaml", copy / f"Pulumi.{E2E_STACK}.yaml")
     return copy
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,18 @@ ARTIFACTS = PROJECT_ROOT / ".e2e-artifacts"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 log = logging.getLogger("e2e")
+
+
+@contextlib.contextmanager
+def stack_file_as(project: Path, stack: str, as_stack: str) -> Iterator[None]:
+    """`stack`'s file under the name `as_stack` while the CLI acts on the session's platform;
+    removed after, so that the project's own tests see only its own stacks."""
+    copy = project / f"Pulumi.{as_stack}.yaml"
+    shutil.copy2(project / f"Pulumi.{stack}.yaml", copy)
+    try:
+        yield
+    finally:
+        copy.unlink()
 
 
 def etlstack(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

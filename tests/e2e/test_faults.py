@@ -19,13 +19,14 @@ import signal
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import docker.errors
 import pytest
-from conftest import E2E_STACK
-from harness import Platform, etlstack, http_status, log
+from conftest import E2E_STACK, STACK
+from harness import Platform, etlstack, http_status, log, stack_file_as
 
 from etlstack import render
 from tests.support.polling import until
@@ -273,6 +274,13 @@ def test_task_logs_survive_the_scheduler_being_replaced(
     assert after == before
 
 
+@pytest.fixture
+def cli_knows_the_session_stack(project: Path) -> Iterator[None]:
+    with stack_file_as(project, STACK, E2E_STACK):
+        yield
+
+
+@pytest.mark.usefixtures("cli_knows_the_session_stack")
 def test_a_lost_database_volume_is_restored_from_a_backup(
     platform: Platform, project: Path, example_dag: str
 ) -> None:
