@@ -282,8 +282,12 @@ def cli_knows_the_session_stack(project: Path) -> Iterator[None]:
 
 @pytest.mark.usefixtures("cli_knows_the_session_stack")
 def test_a_lost_database_volume_is_restored_from_a_backup(
-    platform: Platform, project: Path, example_dag: str
+    platform: Platform,
+    project: Path,
+    example_dag: str,
+    example_run: tuple[str, dict[str, Any]],
 ) -> None:
+    # example_run: the warehouse holds rows to lose and to bring back.
     _settled(platform)
     taken = etlstack(project, "backup", E2E_STACK)
     assert taken.returncode == 0, taken.stderr
