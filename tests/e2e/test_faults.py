@@ -68,6 +68,11 @@ def _crash(platform: Platform, suffix: str) -> None:
         what=f"{container.name} restarted by its restart policy",
         retry_on=COMING_BACK,
     )
+    _back_in_service(platform)
+
+
+def _back_in_service(platform: Platform) -> None:
+    """Every container healthy, and Airflow's API answering a new login."""
     platform.wait_all_healthy(timeout=300)
     # The api-server may have dropped its connections meanwhile; log in again.
     platform.airflow.token = None
@@ -307,15 +312,7 @@ def test_a_lost_database_volume_is_restored_from_a_backup(
 
     restored = etlstack(project, "restore", E2E_STACK, backup, "--yes")
     assert restored.returncode == 0, restored.stdout + restored.stderr
-    platform.wait_all_healthy(timeout=300)
-    platform.airflow.token = None
-    until(
-        lambda: platform.airflow.get("/api/v2/monitor/health"),
-        timeout=120,
-        interval=2,
-        what="Airflow's API answers",
-        retry_on=COMING_BACK,
-    )
+    _back_in_service(platform)
 
     assert _runs(platform) == runs
     assert _history(platform) == history

@@ -83,6 +83,15 @@ def pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return value
 
 
+def claims(spec: Mapping[str, Any]) -> dict[str, str]:
+    """The claims a pod spec mounts: volume name -> claim name."""
+    return {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in spec.get("volumes") or []
+        if "persistentVolumeClaim" in v
+    }
+
+
 def pod_labels(obj: Mapping[str, Any]) -> dict[str, str]:
     if obj["kind"] == "Pod":
         return dict(obj["metadata"].get("labels") or {})

@@ -39,6 +39,7 @@ from etlstack.kubernetes.common import (
     resources,
     service_dns,
     service_pod_spec,
+    volume_claim,
 )
 from etlstack.kubernetes.namespaces import NamespaceRef
 
@@ -145,17 +146,13 @@ class Postgres(pulumi.ComponentResource):
         retain = settings.retain_on_destroy
 
         def protected_claim(claim_name: str, size: str) -> k8s.core.v1.PersistentVolumeClaim:
-            return k8s.core.v1.PersistentVolumeClaim(
+            return volume_claim(
                 claim_name,
-                metadata=metadata(claim_name, namespace, labels(NAME)),
-                spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                    access_modes=["ReadWriteOnce"],
-                    storage_class_name=args.storage_class,
-                    resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                        requests={"storage": size}
-                    ),
-                ),
-                opts=child(self, protect=retain, retain_on_delete=retain),
+                namespace,
+                labels(NAME),
+                size,
+                args.storage_class,
+                child(self, protect=retain, retain_on_delete=retain),
             )
 
         claim = protected_claim(DATA_CLAIM, settings.storage_size)

@@ -27,6 +27,7 @@ from etlstack.kubernetes.common import (
     resources,
     service_pod_spec,
     single_host_ingress_spec,
+    volume_claim,
 )
 
 NAME = "registry"
@@ -101,17 +102,13 @@ class Registry(pulumi.ComponentResource):
             },
             opts=child(self),
         )
-        claim = k8s.core.v1.PersistentVolumeClaim(
+        claim = volume_claim(
             DATA_CLAIM,
-            metadata=metadata(DATA_CLAIM, namespace, labels(NAME)),
-            spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                access_modes=["ReadWriteOnce"],
-                storage_class_name=args.storage_class,
-                resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                    requests={"storage": settings.storage_size}
-                ),
-            ),
-            opts=child(self, retain_on_delete=True),
+            namespace,
+            labels(NAME),
+            settings.storage_size,
+            args.storage_class,
+            child(self, retain_on_delete=True),
         )
         pod_labels = labels(NAME, "registry")
         health = k8s.core.v1.HTTPGetActionArgs(path="/", port=REGISTRY_PORT)

@@ -30,7 +30,7 @@ from etlstack.kubernetes.common import (
     MountedVolume,
     claim_volume,
     labels,
-    metadata,
+    volume_claim,
 )
 from etlstack.kubernetes.secrets import AIRFLOW_ENV_SECRET
 
@@ -60,15 +60,13 @@ def task_logs_claim(
 ) -> k8s.core.v1.PersistentVolumeClaim:
     """Where the scheduler writes task logs: they outlive its pods (every deploy replaces
     them) and, unless postgres.retainOnDestroy is false, the stack."""
-    return k8s.core.v1.PersistentVolumeClaim(
+    return volume_claim(
         TASK_LOGS_CLAIM,
-        metadata=metadata(TASK_LOGS_CLAIM, namespace, labels("airflow", SCHEDULER)),
-        spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-            access_modes=["ReadWriteOnce"],
-            storage_class_name=storage_class,
-            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": size}),
-        ),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=retain)),
+        namespace,
+        labels("airflow", SCHEDULER),
+        size,
+        storage_class,
+        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=retain)),
     )
 
 

@@ -16,6 +16,7 @@ from tests.unit.kubernetes.stack import (
     main_container,
 )
 from tests.unit.kubernetes_helpers import (
+    claims,
     named,
     of_kind,
     pod_spec,
@@ -26,12 +27,7 @@ def test_postgres_statefulset_on_a_claim_no_update_or_destroy_deletes(stack: Sta
     statefulset = named(stack.objects, "StatefulSet", "postgres")
     spec = pod_spec(statefulset)
     assert spec is not None
-    claims = [
-        v["persistentVolumeClaim"]["claimName"]
-        for v in spec["volumes"]
-        if "persistentVolumeClaim" in v
-    ]
-    assert claims == ["postgres-data"]
+    assert list(claims(spec).values()) == ["postgres-data"]
     claim = stack.resource("PersistentVolumeClaim", "postgres-data")
     assert claim.protect and claim.retain_on_delete
     assert stack.resource("StatefulSet", "postgres").dependencies.count(claim.urn) == 1
@@ -86,12 +82,7 @@ def test_backups_are_taken_by_the_servers_own_image_onto_a_protected_claim(
     assert script["data"]["postgres-backup"] == postgres_backup.SCRIPT.read_text()
     spec = pod_spec(backup)
     assert spec is not None
-    claims = {
-        v["name"]: v["persistentVolumeClaim"]["claimName"]
-        for v in spec["volumes"]
-        if "persistentVolumeClaim" in v
-    }
-    assert claims[mounts[postgres_backup.MOUNT]["name"]] == "postgres-backups"
+    assert claims(spec)[mounts[postgres_backup.MOUNT]["name"]] == "postgres-backups"
     # The scheduler (gid 0) reads them; nobody else.
     assert (spec["securityContext"]["runAsUser"], spec["securityContext"]["fsGroup"]) == (999, 0)
     assert spec["automountServiceAccountToken"] is False
@@ -113,11 +104,7 @@ def test_an_external_database_replaces_the_statefulset() -> None:
     # It keeps its own backups: the scheduler has nothing to check, nor a node to follow.
     scheduler = pod_spec(named(stack.objects, "Deployment", "airflow-scheduler"))
     assert scheduler is not None and "affinity" not in scheduler
-    assert [
-        v["persistentVolumeClaim"]["claimName"]
-        for v in scheduler["volumes"]
-        if "persistentVolumeClaim" in v
-    ] == ["airflow-task-logs"]
+    assert list(claims(scheduler).values()) == ["airflow-task-logs"]
     airflow_env = stack.resource("Secret", "airflow-env")
     assert render.is_secret(airflow_env.inputs["stringData"])
     assert (

@@ -8,7 +8,7 @@ import pytest
 from etlstack import render
 from tests.support.stacks import KUBERNETES_STACKS, evaluate
 from tests.unit.kubernetes.stack import Stack
-from tests.unit.kubernetes_helpers import named, pod_spec
+from tests.unit.kubernetes_helpers import claims, named, pod_spec
 
 WORKLOAD = "etlstack:kubernetes:AirflowWorkload"
 FORMER = {
@@ -39,16 +39,12 @@ def test_the_scheduler_writes_task_logs_to_a_retained_claim_and_reads_the_backup
     assert scheduler["spec"]["strategy"] == {"type": "Recreate"}
     spec = pod_spec(scheduler)
     assert spec is not None
-    claims = {
-        v["name"]: v["persistentVolumeClaim"]["claimName"]
-        for v in spec["volumes"]
-        if "persistentVolumeClaim" in v
-    }
+    mounted = claims(spec)
     for container in [*spec["initContainers"], *spec["containers"]]:
         mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
-        assert claims[mounts["/opt/airflow/logs"]["name"]] == "airflow-task-logs"
+        assert mounted[mounts["/opt/airflow/logs"]["name"]] == "airflow-task-logs"
         backups = mounts["/opt/etlstack/backups"]
-        assert claims[backups["name"]] == "postgres-backups" and backups["readOnly"] is True
+        assert mounted[backups["name"]] == "postgres-backups" and backups["readOnly"] is True
     # Both claims are ReadWriteOnce: the scheduler runs on the backup pod's node.
     (term,) = spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     backup = named(stack.objects, "Deployment", "postgres-backup")
