@@ -124,6 +124,8 @@ restore() {
 case "${1:-}" in
 loop)
     : "${EVERY_SECONDS:?}" "${KEEP_SECONDS:?}"
+    # Looks every minute, or more often when backups are due more often than every 4.
+    poll=$((EVERY_SECONDS / 4 < 60 ? EVERY_SECONDS / 4 : 60))
     while true; do
         newest=$(complete_backups | tail -n 1)
         if [[ -z $newest ]] || (($(age_seconds "$newest") >= EVERY_SECONDS)); then
@@ -131,7 +133,7 @@ loop)
             # function called before || would run on past errors); the loop retries.
             "$0" now || log "backup failed; retrying in a minute"
         fi
-        sleep 60
+        sleep "$((poll > 0 ? poll : 1))"
     done
     ;;
 now)
