@@ -188,6 +188,12 @@ def test_every_component_is_healthy(platform: Platform) -> None:
     assert health["scheduler"]["status"] == "healthy"
 
 
+def test_every_platform_container_rotates_its_log(platform: Platform) -> None:
+    for name in platform.long_running():
+        config = platform.client.containers.get(name).attrs["HostConfig"]["LogConfig"]
+        assert config == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}, name
+
+
 def test_images_are_in_the_registry_pinned_by_digest(platform: Platform) -> None:
     artifacts = platform.outputs["artifacts"]
     for name, reference in artifacts.items():

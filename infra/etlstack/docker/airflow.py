@@ -27,6 +27,7 @@ from etlstack.airflow_settings import (
 )
 from etlstack.config import StackConfig
 from etlstack.docker import postgres
+from etlstack.docker.logs import ROTATED_LOGS
 
 API_SERVER = "airflow-api-server"
 SCHEDULER = "airflow-scheduler"
@@ -123,6 +124,7 @@ class Airflow(pulumi.ComponentResource):
 
         self.migration = docker.Container(
             f"{name}-migration",
+            **ROTATED_LOGS,
             name=f"{args.prefix}-airflow-init",
             image=args.image,
             command=["etlstack-init"],
@@ -160,6 +162,7 @@ class Airflow(pulumi.ComponentResource):
         ) -> docker.Container:
             return docker.Container(
                 f"{name}-{key}",
+                **ROTATED_LOGS,
                 name=f"{args.prefix}-{alias}",
                 image=args.image,
                 command=command,

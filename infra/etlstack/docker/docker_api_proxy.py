@@ -18,6 +18,7 @@ import pulumi
 import pulumi_docker as docker
 
 from etlstack.config import Docker
+from etlstack.docker.logs import ROTATED_LOGS
 
 ALIAS = "docker-api-proxy"
 PORT = 2375
@@ -81,6 +82,7 @@ class DockerApiProxy(pulumi.ComponentResource):
         self.url = URL
         self.container = docker.Container(
             f"{name}-container",
+            **ROTATED_LOGS,
             name=f"{args.prefix}-docker-api-proxy",
             image=image.name,
             command=["haproxy", "-W", "-db", "-f", CONFIG_PATH],

@@ -19,6 +19,7 @@ import pulumi_random as random
 from etlstack import postgres_backup
 from etlstack.config import Docker
 from etlstack.config import Postgres as PostgresSettings
+from etlstack.docker.logs import ROTATED_LOGS
 
 HOST = "postgres"
 PORT = 5432
@@ -101,6 +102,7 @@ class Postgres(pulumi.ComponentResource):
         )
         self.container = docker.Container(
             f"{name}-container",
+            **ROTATED_LOGS,
             name=f"{args.prefix}-postgres",
             image=image.name,
             envs=pulumi.Output.secret(env),
@@ -154,6 +156,7 @@ class Postgres(pulumi.ComponentResource):
         )
         self.backup = docker.Container(
             f"{name}-backup",
+            **ROTATED_LOGS,
             name=f"{args.prefix}-postgres-backup",
             image=image.name,
             entrypoints=[postgres_backup.COMMAND],

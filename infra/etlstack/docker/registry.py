@@ -17,6 +17,7 @@ import pulumi_random as random
 from etlstack.artifacts import RegistryAccess
 from etlstack.config import Docker
 from etlstack.config import Registry as RegistrySettings
+from etlstack.docker.logs import ROTATED_LOGS
 
 PORT = 5000
 HTPASSWD_PATH = "/auth/htpasswd"
@@ -90,6 +91,7 @@ class Registry(pulumi.ComponentResource):
         self.volume_name = volume.name
         self.container = docker.Container(
             f"{name}-container",
+            **ROTATED_LOGS,
             name=f"{args.prefix}-registry",
             image=image.name,
             command=["registry", "serve", CONFIG_FILE],

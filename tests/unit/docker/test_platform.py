@@ -86,3 +86,10 @@ def test_fixed_names_are_deleted_before_they_are_replaced(local: render.Evaluati
     assert len(fixed) == 12
     for resource in fixed:
         assert resource.delete_before_replace is True, resource.name
+
+
+def test_every_container_keeps_a_bounded_log(local: render.Evaluation) -> None:
+    # A year of a scheduler's output must not fill the host.
+    for name, resource in containers(local).items():
+        assert resource.inputs["logDriver"] == "json-file", name
+        assert resource.inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, name
