@@ -22,7 +22,9 @@ docs/year.png.
 
 It asserts what the platform promises, not times: every daily run succeeded, every
 housekeeping run succeeded, the Docker daemon logged no error, and with housekeeping each per-run figure stops growing once
-its retention period has passed, while without it the same figure keeps growing.
+its retention period has passed, while without it the same figure keeps growing; the
+sizes on disk (Airflow's database, Docker's disk use) stay in the band they reached in the
+middle of the year. What grew most on disk in the second half is listed with the figures.
 """
 
 from __future__ import annotations
@@ -62,6 +64,13 @@ PER_RUN = (
     "task logs, KiB",
     "failed task containers",
 )
+# Sizes on disk, which files and free space make noisy: they level off when they stay in
+# the band they reached in the middle of the year.
+SIZES = ("Airflow database, MiB", "Docker disk (images, containers, volumes), MiB")
+DATABASE_PARTS = """
+    SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c
+    WHERE c.relkind IN ('r', 'i', 't', 'm') AND NOT c.relisshared
+"""
 
 
 def _days(days: float) -> str:
@@ -82,9 +91,7 @@ def _du_kib(platform: Platform, suffix: str, path: str) -> int:
 
 def _measure(platform: Platform) -> dict[str, float]:
     figures: dict[str, float] = {}
-    connection = platform._postgres(
-        platform.env("postgres")["POSTGRES_USER"], "POSTGRES_PASSWORD", "airflow"
-    )
+    connection = platform.airflow_database()
     with connection, connection.cursor() as cursor:
         cursor.execute("SELECT pg_database_size('airflow')")
         figures["Airflow database, MiB"] = cursor.fetchone()[0] / 2**20
@@ -109,13 +116,42 @@ def _measure(platform: Platform) -> dict[str, float]:
     return figures
 
 
+def _parts(platform: Platform) -> dict[str, float]:
+    """Where the disk goes, in KiB: each relation of Airflow's database (its catalogs
+    included), each container's writable layer and each volume."""
+    connection = platform.airflow_database()
+    with connection, connection.cursor() as cursor:
+        cursor.execute(DATABASE_PARTS)
+        parts = {f"database: {name}": size / 1024 for name, size in cursor.fetchall()}
+    connection.close()
+    usage = platform.client.df()
+    for container in usage["Containers"]:
+        parts[f"container: {container['Names'][0].lstrip('/')}"] = (
+            container.get("SizeRw") or 0
+        ) / 1024
+    for volume in usage["Volumes"]:
+        parts[f"volume: {volume['Name']}"] = (volume.get("UsageData") or {}).get("Size", 0) / 1024
+    return parts
+
+
+def _growth(before: dict[str, float], after: dict[str, float], top: int = 8) -> str:
+    """The parts that grew most from `before` to `after`, as a markdown list."""
+    grown = sorted(((after[name] - before.get(name, 0.0), name) for name in after), reverse=True)[
+        :top
+    ]
+    return "\n".join(f"- {name}: +{kib:.0f} KiB" for kib, name in grown if kib > 0) or "- none"
+
+
 def _in_flight(platform: Platform, dag_id: str) -> bool:
     runs = platform.airflow.get(f"/api/v2/dags/{dag_id}/dagRuns?state=queued&state=running")
     return bool(runs["total_entries"])
 
 
-def _year(platform: Platform, housekeeping: bool) -> tuple[list[dict[str, float]], list[str]]:
-    """Run the compressed year; the figures at each checkpoint, and the daily run ids."""
+def _year(
+    platform: Platform, housekeeping: bool
+) -> tuple[list[dict[str, float]], list[dict[str, float]], list[str]]:
+    """Run the compressed year; the figures and the parts of the disk at each checkpoint,
+    and the daily run ids."""
     airflow = platform.airflow
     bench.deliver(platform, f"{DAILY}.py", bench.dag_source(DAILY, 1))
     for dag_id in (DAILY, FAILING, HOUSEKEEPING):
@@ -130,6 +166,7 @@ def _year(platform: Platform, housekeeping: bool) -> tuple[list[dict[str, float]
     # It is active from its first deploy; without housekeeping it must not run at all.
     airflow.patch(f"/api/v2/dags/{HOUSEKEEPING}", {"is_paused": not housekeeping})
     checkpoints: list[dict[str, float]] = []
+    parts: list[dict[str, float]] = []
     daily_runs: list[str] = []
     started = time.monotonic()
     for day in range(1, DAYS + 1):
@@ -144,8 +181,9 @@ def _year(platform: Platform, housekeeping: bool) -> tuple[list[dict[str, float]
             failed = airflow.get(f"/api/v2/dags/{DAILY}/dagRuns?state=failed")
             assert failed["total_entries"] == 0, failed["dag_runs"][:3]
             checkpoints.append({"day": day, **_measure(platform)})
+            parts.append(_parts(platform))
             log.info("day %d: %s", day, checkpoints[-1])
-    return checkpoints, daily_runs
+    return checkpoints, parts, daily_runs
 
 
 def _all_finished(platform: Platform, dag_id: str) -> list[dict[str, Any]]:
@@ -205,22 +243,29 @@ def _plot(legs: dict[str, list[dict[str, float]]]) -> None:
     figure.savefig(PLOT, dpi=90)
 
 
+def _middle(points: list[dict[str, float]], metric: str) -> list[float]:
+    """The figure in the middle of the year, once every retention period (90 days at
+    most) has passed."""
+    return [p[metric] for p in points if 0.4 * DAYS <= p["day"] <= 0.7 * DAYS]
+
+
 def _level(points: list[dict[str, float]], metric: str) -> tuple[float, float]:
-    """The figure's highest once every retention period (90 days at most) has passed, in
-    the middle of the year, and the figure at the end."""
-    settled = max(p[metric] for p in points if 0.4 * DAYS <= p["day"] <= 0.7 * DAYS)
-    return settled, points[-1][metric]
+    """The figure's highest in the middle of the year, and the figure at the end."""
+    return max(_middle(points, metric)), points[-1][metric]
 
 
 @pytest.mark.bench
 def test_a_year_levels_off_with_housekeeping(engine: Any, project: Path) -> None:
     assert DAYS >= 300, "YEAR_DAYS must be at least 300: retention periods reach 90 days"
     legs: dict[str, list[dict[str, float]]] = {}
+    growth: dict[str, str] = {}
     for leg, housekeeping in (("with housekeeping", True), ("without", False)):
         name = "year-housekept" if housekeeping else "year-unkept"
         with _platform(engine, project, name) as platform:
             since = bench.dockerd_log().stat().st_size
-            legs[leg], daily_runs = _year(platform, housekeeping)
+            legs[leg], parts, daily_runs = _year(platform, housekeeping)
+            middle = next(i for i, p in enumerate(legs[leg]) if p["day"] >= 0.4 * DAYS)
+            growth[leg] = _growth(parts[middle], parts[-1])
             states = {r["dag_run_id"]: r["state"] for r in _all_finished(platform, DAILY)}
             # Runs housekeeping removed from the history are gone: they had finished.
             assert {states[run] for run in daily_runs if run in states} == {"success"}
@@ -242,6 +287,14 @@ def test_a_year_levels_off_with_housekeeping(engine: Any, project: Path) -> None
         end = legs["without"][-1][metric]
         assert end >= 1.5 * start, f"{metric} did not grow without housekeeping: {start} -> {end}"
 
+    for metric in SIZES:
+        band = _middle(legs["with housekeeping"], metric)
+        end = legs["with housekeeping"][-1][metric]
+        assert end <= max(band) + (max(band) - min(band)), (
+            f"{metric} still grows with housekeeping: {min(band)}..{max(band)} in the middle "
+            f"of the year, {end} at its end; what grew:\n{growth['with housekeeping']}"
+        )
+
     _plot(legs)
     final = {leg: points[-1] for leg, points in legs.items()}
     report.record(
@@ -261,5 +314,10 @@ def test_a_year_levels_off_with_housekeeping(engine: Any, project: Path) -> None
             "pipeline was updated.\n\n"
             + _table(legs)
             + "\n\n![a year, with and without housekeeping](docs/year.png)"
+            + "".join(
+                f"\n\nWhat grew most on disk from day {0.4 * DAYS:.0f} to the end ({leg}):\n"
+                + grown
+                for leg, grown in growth.items()
+            )
         ),
     )

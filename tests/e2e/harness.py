@@ -265,6 +265,11 @@ class Platform:
             self.env("postgres")["POSTGRES_USER"], "POSTGRES_PASSWORD", "postgres"
         )
 
+    def airflow_database(self) -> Any:
+        """A connection to Airflow's own database as PostgreSQL's superuser, on the
+        published port."""
+        return self._postgres(self.env("postgres")["POSTGRES_USER"], "POSTGRES_PASSWORD", "airflow")
+
     def _postgres(self, user: str, password_variable: str, dbname: str) -> Any:
         port = self.overrides["docker"]["ports"]["postgres"]
         try:

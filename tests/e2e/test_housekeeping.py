@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from datetime import datetime
 
 import docker.errors
 import pytest
@@ -96,6 +97,14 @@ def test_housekeeping_removes_what_is_past_retention_and_keeps_the_rest(
         return airflow.task_log(HOUSEKEEPING, run_id, task_id, 1)
 
     assert "airflow db clean" in task_log("metadata")
+    with platform.airflow_database() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'dag_run'")
+        (vacuumed,) = cursor.fetchone()
+    connection.close()
+    run = airflow.get(f"/api/v2/dags/{HOUSEKEEPING}/dagRuns/{run_id}")
+    assert vacuumed and vacuumed >= datetime.fromisoformat(run["start_date"]), (
+        "the metadata job did not VACUUM Airflow's database after cleaning it"
+    )
     assert "Removed 1 log files" in task_log("task_logs")
     assert f"Removed {len(failed)} failed task containers" in task_log("failed_task_containers")
     assert "The registry's volume" in task_log("disk_usage")

@@ -14,12 +14,15 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg2
 import pytest
 from kubernetes.client import models as k8s
+from pipeline_testing.postgres import throwaway_server
 from sqlalchemy.engine import make_url
 
 from etlstack import render
@@ -41,6 +44,7 @@ from pipeline_factory.housekeeping import (
     metadata_database_url,
     remove_old_files,
     unused_registry_references,
+    vacuum_metadata,
 )
 from tests.support.stacks import evaluate
 from tests.unit.dag_helpers import BUILDING_STACKS, DAGS, RUNTIME_ENV, parse, stack_runtime
@@ -493,6 +497,34 @@ def test_a_failing_clean_fails_the_job(tmp_path: Path, monkeypatch: pytest.Monke
     unreachable = "postgresql://airflow:secret@127.0.0.1:1/airflow"
     with pytest.raises(HousekeepingError, match="airflow db clean exited with status"):
         clean_metadata(unreachable, NOW)
+
+
+def test_after_the_clean_the_space_of_the_removed_rows_is_reused() -> None:
+    """As the platform has it: Airflow's database owned by a role that is no superuser.
+    Autovacuum is off for the table, so only the job's VACUUM can free its space."""
+    with throwaway_server(prefix="vacuum-pg-") as server:
+        with closing(server.admin()) as admin, admin.cursor() as cursor:
+            cursor.execute("CREATE ROLE airflow LOGIN")
+            cursor.execute("CREATE DATABASE airflow OWNER airflow")
+        url = f"postgresql://airflow@/airflow?host={server.directory}&port={server.port}"
+        with closing(psycopg2.connect(url)) as connection, connection.cursor() as cursor:
+            connection.autocommit = True
+            cursor.execute(
+                "CREATE TABLE log (id serial, event text) WITH (autovacuum_enabled = off)"
+            )
+            fill = "INSERT INTO log (event) SELECT repeat('x', 200) FROM generate_series(1, 5000)"
+            cursor.execute(fill)
+            cursor.execute("SELECT pg_relation_size('log')")
+            (full,) = cursor.fetchone()
+            cursor.execute("DELETE FROM log WHERE id <= 4500")
+
+            vacuum_metadata(url)
+
+            cursor.execute(fill.replace("5000", "4500"))
+            cursor.execute("SELECT pg_relation_size('log')")
+            (refilled,) = cursor.fetchone()
+    # Without the VACUUM the new rows would go after the dead ones: almost twice the size.
+    assert refilled <= full * 1.1, (full, refilled)
 
 
 def test_the_database_comes_from_the_connection_the_stack_gives_the_scheduler(
