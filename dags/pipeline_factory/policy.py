@@ -28,8 +28,6 @@ import inspect
 from typing import Any
 
 from airflow.exceptions import AirflowClusterPolicyViolation
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import BaseOperator
 
@@ -38,6 +36,14 @@ from pipeline_factory.housekeeping import JOBS, Housekeeping
 from pipeline_factory.refusal import ExpectRefusal
 from pipeline_factory.runtime import Runtime, load
 
+# The operators that launch a container, by where they are defined. The policy imports
+# neither: every Airflow process loads it, and the Kubernetes provider alone takes about
+# a second to import, which a Docker stack's task processes would pay for nothing. A DAG
+# that uses one has imported it already.
+_LAUNCH_OPERATORS = {
+    ("airflow.providers.docker.operators.docker", "DockerOperator"),
+    ("airflow.providers.cncf.kubernetes.operators.pod", "KubernetesPodOperator"),
+}
 # What the platform does not decide about a launch: the task's own name, what it runs
 # (a run_<task>.sh of the pipeline, which the DAG tests check) and its labels.
 _TASK_OWN = {"task_id", "command", "cmds", "labels", "name", "kwargs"}
@@ -89,6 +95,12 @@ def _check_launch(task: Any, runtime: Runtime) -> None:
         raise _refuse(task, f"it sets {', '.join(differing)} otherwise than the platform does")
 
 
+def _launches_a_container(task: Any) -> bool:
+    return any(
+        (cls.__module__, cls.__qualname__) in _LAUNCH_OPERATORS for cls in type(task).__mro__
+    )
+
+
 def _platform_housekeeping(task: Any) -> bool:
     return type(task) is Housekeeping and task.job in JOBS
 
@@ -97,7 +109,7 @@ def task_policy(task: Any) -> None:
     if isinstance(task, EmptyOperator | ExpectRefusal) or _platform_housekeeping(task):
         return
     runtime = load()
-    if isinstance(task, DockerOperator | KubernetesPodOperator):
+    if _launches_a_container(task):
         _check_launch(task, runtime)
     elif not runtime.allow_tasks_in_airflow:
         raise _refuse(

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -210,3 +213,26 @@ def test_a_housekeeping_task_that_is_not_the_platforms_is_refused(
     error = import_error(tmp_path, body)
     assert "refused by the platform" in error
     assert "runs its code inside an Airflow component" in error
+
+
+def test_the_policy_imports_no_launch_operator_itself() -> None:
+    """Every Airflow process loads the policy, and every task process of a Docker stack
+    would pay for the Kubernetes provider's import (about a second) if it did."""
+    operators = (
+        "airflow.providers.docker.operators.docker",
+        "airflow.providers.cncf.kubernetes.operators.pod",
+        "kubernetes.client",
+    )
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pipeline_factory.policy; "
+            f"print(sorted(m for m in {operators!r} if m in sys.modules))",
+        ],
+        env={**os.environ, "PYTHONPATH": str(DAGS)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
