@@ -22,6 +22,7 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from etlstack.aliases import formerly
 from etlstack.config import StackConfig, seconds
 
 AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
@@ -49,26 +50,44 @@ class AirflowSecrets(pulumi.ComponentResource):
     jwt_secret: pulumi.Output[str]
     admin_password: pulumi.Output[str]
 
-    def __init__(self, name: str, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("etlstack:airflow:Secrets", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+    def __init__(
+        self,
+        name: str,
+        opts: pulumi.ResourceOptions | None = None,
+        *,
+        former_name: str | None = None,
+    ) -> None:
+        """`former_name`: the name deployed stacks know this component by, if it had
+        another; they know its children by names derived from that one."""
+        super().__init__(
+            "etlstack:airflow:Secrets",
+            name,
+            None,
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(aliases=formerly(former_name) if former_name else [])
+            ),
+        )
+
+        def child(suffix: str, **options: Any) -> pulumi.ResourceOptions:
+            """The options of the child named f"{name}-{suffix}"."""
+            aliases = formerly(f"{former_name}-{suffix}") if former_name else []
+            return pulumi.ResourceOptions(parent=self, aliases=aliases, **options)
+
         # A Fernet key is 32 random bytes in URL-safe base64 with its padding.
         fernet = random.RandomId(
             f"{name}-fernet-key",
             byte_length=32,
-            opts=pulumi.ResourceOptions(
-                parent=self, additional_secret_outputs=["b64Url", "b64Std", "hex"]
-            ),
+            opts=child("fernet-key", additional_secret_outputs=["b64Url", "b64Std", "hex"]),
         )
         self.fernet_key = pulumi.Output.secret(fernet.b64_url.apply(lambda key: key + "="))
         self.api_secret_key = random.RandomPassword(
-            f"{name}-api-secret-key", length=32, special=False, opts=child
+            f"{name}-api-secret-key", length=32, special=False, opts=child("api-secret-key")
         ).result
         self.jwt_secret = random.RandomPassword(
-            f"{name}-jwt-secret", length=64, special=False, opts=child
+            f"{name}-jwt-secret", length=64, special=False, opts=child("jwt-secret")
         ).result
         self.admin_password = random.RandomPassword(
-            f"{name}-admin-password", length=24, special=False, opts=child
+            f"{name}-admin-password", length=24, special=False, opts=child("admin-password")
         ).result
         self.register_outputs({})
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 
+from etlstack.aliases import formerly
 from etlstack.catalog import Catalog
 from etlstack.config import StackConfig
 
@@ -50,6 +51,8 @@ class PlatformImages(pulumi.ComponentResource):
         self, name: str, args: PlatformImagesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:images:PlatformImages", name, None, opts)
+        # Each image's logical name derives from this one (see _image).
+        self._component_name = name
         pinned = args.config.settings.artifacts
         if pinned is not None:
             self.airflow = pulumi.Output.from_input(pinned[AIRFLOW])
@@ -89,7 +92,7 @@ class PlatformImages(pulumi.ComponentResource):
 
     def _image(
         self,
-        name: str,
+        artifact: str,
         args: PlatformImagesArgs,
         *,
         repository: str,
@@ -100,7 +103,7 @@ class PlatformImages(pulumi.ComponentResource):
     ) -> pulumi.Output[str]:
         image_name = pulumi.Output.concat(args.registry.server, "/", repository, ":", tag)
         image = docker.Image(
-            f"{name}-image",
+            f"{self._component_name}-{artifact}",
             image_name=image_name,
             build=docker.DockerBuildArgs(
                 # Relative paths: the same commit builds with the same inputs on every
@@ -120,7 +123,9 @@ class PlatformImages(pulumi.ComponentResource):
             skip_push=False,
             # Tags are never reused, so a replaced image must not delete the old tag,
             # which a rollback may still point at.
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            opts=pulumi.ResourceOptions(
+                parent=self, retain_on_delete=True, aliases=formerly(f"{artifact}-image")
+            ),
         )
         return image.repo_digest
 

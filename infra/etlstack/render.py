@@ -48,8 +48,17 @@ class Resource:
     protect: bool = False
     retain_on_delete: bool = False
     delete_before_replace: bool = False
-    # The types this resource was known by before (aliases): the engine takes those over.
-    former_types: list[str] = field(default_factory=list)
+    # What a deployed stack may know this resource as (its aliases), each as (name, type)
+    # in the same parent: the engine adopts a former resource of that name and type.
+    aliases: list[tuple[str, str]] = field(default_factory=list)
+
+    def alias_urns(self) -> list[str]:
+        """The URN each alias stands for: this one with the former name and type."""
+        # urn:pulumi:<stack>::<project>::<parent types>$<type>::<name>
+        head, qualified_type, _ = self.urn.rsplit("::", 2)
+        parent_types, _, _ = qualified_type.rpartition("$")
+        prefix = f"{parent_types}$" if parent_types else ""
+        return [f"{head}::{prefix}{type_}::{name}" for name, type_ in self.aliases]
 
 
 @dataclass
@@ -328,10 +337,22 @@ def evaluate(
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
                 delete_before_replace=bool(request.deleteBeforeReplace),
-                former_types=[a.spec.type for a in request.aliases if a.spec.type],
+                aliases=[_former_identity(alias, request) for alias in request.aliases],
             )
         )
     return evaluation
+
+
+def _former_identity(alias: Any, request: Any) -> tuple[str, str]:
+    """The (name, type) an alias spec names, its own where the spec leaves one out.
+
+    The program's aliases only rename or retype a resource in place; an alias by URN, or
+    to another parent, stack or project, would stand for a URN this record cannot tell.
+    """
+    spec = alias.spec
+    if alias.urn or spec.parentUrn or spec.noParent or spec.stack or spec.project:
+        raise AssertionError(f"{request.type} {request.name!r}: an alias to elsewhere: {alias}")
+    return (spec.name or request.name, spec.type or request.type)
 
 
 def is_secret(value: Any) -> bool:

@@ -144,7 +144,7 @@ Breakage = Callable[[list[Subject]], Subject]
 
 
 def _scheduler(subjects_: list[Subject]) -> Subject:
-    return _subject(subjects_, ":Deployment", "airflow-scheduler")
+    return _subject(subjects_, ":Deployment", "etlstack-scheduler")
 
 
 def _run_as_root(subjects_: list[Subject]) -> Subject:
@@ -160,26 +160,26 @@ def _root_uid_on_init_container(subjects_: list[Subject]) -> Subject:
 
 
 def _no_non_root_anywhere(subjects_: list[Subject]) -> Subject:
-    broken = _subject(subjects_, ":StatefulSet", "postgres")
+    broken = _subject(subjects_, ":StatefulSet", "etlstack-postgres")
     del _pod(broken)["securityContext"]["runAsNonRoot"]
     del _first_container(broken)["securityContext"]["runAsNonRoot"]
     return broken
 
 
 def _escalation(subjects_: list[Subject]) -> Subject:
-    broken = _subject(subjects_, ":Job", "airflow-migrations")
+    broken = _subject(subjects_, ":Job", "etlstack-migrations")
     del _first_container(broken)["securityContext"]["allowPrivilegeEscalation"]
     return broken
 
 
 def _privileged(subjects_: list[Subject]) -> Subject:
-    broken = _subject(subjects_, ":Deployment", "airflow-api-server")
+    broken = _subject(subjects_, ":Deployment", "etlstack-api-server")
     _first_container(broken)["securityContext"]["privileged"] = True
     return broken
 
 
 def _capabilities_kept(subjects_: list[Subject]) -> Subject:
-    broken = _subject(subjects_, ":StatefulSet", "postgres")
+    broken = _subject(subjects_, ":StatefulSet", "etlstack-postgres")
     _first_container(broken)["securityContext"]["capabilities"] = {"drop": ["NET_RAW"]}
     return broken
 
@@ -211,7 +211,7 @@ def _writable_root(subjects_: list[Subject]) -> Subject:
 
 
 def _host_port(subjects_: list[Subject]) -> Subject:
-    broken = _subject(subjects_, ":Deployment", "airflow-api-server")
+    broken = _subject(subjects_, ":Deployment", "etlstack-api-server")
     _first_container(broken)["ports"][0]["hostPort"] = 8080
     return broken
 
@@ -229,38 +229,38 @@ def _host_path(subjects_: list[Subject]) -> Subject:
 
 
 def _cluster_role(subjects_: list[Subject]) -> Subject:
-    role = _subject(subjects_, ":Role", "pod-launcher")
+    role = _subject(subjects_, ":Role", "etlstack-rbac-pod-launcher")
     role.type = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole"
     role.props["kind"] = "ClusterRole"
     return role
 
 
 def _cluster_role_binding(subjects_: list[Subject]) -> Subject:
-    binding = _subject(subjects_, ":RoleBinding", "pod-launcher-binding")
+    binding = _subject(subjects_, ":RoleBinding", "etlstack-rbac-pod-launcher-binding")
     binding.type = "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding"
     return binding
 
 
 def _binding_of_cluster_role(subjects_: list[Subject]) -> Subject:
-    binding = _subject(subjects_, ":RoleBinding", "pod-launcher-binding")
+    binding = _subject(subjects_, ":RoleBinding", "etlstack-rbac-pod-launcher-binding")
     binding.props["roleRef"] = {**binding.props["roleRef"], "kind": "ClusterRole", "name": "admin"}
     return binding
 
 
 def _secrets_in_role(subjects_: list[Subject]) -> Subject:
-    role = _subject(subjects_, ":Role", "pod-launcher")
+    role = _subject(subjects_, ":Role", "etlstack-rbac-pod-launcher")
     role.props["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
     return role
 
 
 def _wildcard_resources(subjects_: list[Subject]) -> Subject:
-    role = _subject(subjects_, ":Role", "pod-launcher")
+    role = _subject(subjects_, ":Role", "etlstack-rbac-pod-launcher")
     role.props["rules"][0]["resources"] = ["*"]
     return role
 
 
 def _escalating_verb(subjects_: list[Subject]) -> Subject:
-    role = _subject(subjects_, ":Role", "pod-launcher")
+    role = _subject(subjects_, ":Role", "etlstack-rbac-pod-launcher")
     role.props["rules"].append(
         {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["escalate"]}
     )
@@ -268,31 +268,31 @@ def _escalating_verb(subjects_: list[Subject]) -> Subject:
 
 
 def _password_in_config_map(subjects_: list[Subject]) -> Subject:
-    config_map = _subject(subjects_, ":ConfigMap", "airflow-config")
+    config_map = _subject(subjects_, ":ConfigMap", "etlstack-airflow-config")
     config_map.props["data"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "postgresql://a:b@db/airflow"
     return config_map
 
 
 def _credential_url_in_config_map(subjects_: list[Subject]) -> Subject:
-    config_map = _subject(subjects_, ":ConfigMap", "airflow-config")
+    config_map = _subject(subjects_, ":ConfigMap", "etlstack-airflow-config")
     config_map.props["data"]["WAREHOUSE"] = "postgresql://warehouse:hunter2@postgres:5432/warehouse"
     return config_map
 
 
 def _unprotected_database_claim(subjects_: list[Subject]) -> Subject:
-    claim = _subject(subjects_, ":PersistentVolumeClaim", "postgres-data")
+    claim = _subject(subjects_, ":PersistentVolumeClaim", "etlstack-postgres-data")
     claim.protect = False
     return claim
 
 
 def _token_by_default(subjects_: list[Subject]) -> Subject:
-    account = _subject(subjects_, ":ServiceAccount", "pipeline-task")
+    account = _subject(subjects_, ":ServiceAccount", "etlstack-rbac-pipeline-task")
     del account.props["automountServiceAccountToken"]
     return account
 
 
 def _namespace_not_restricted(subjects_: list[Subject]) -> Subject:
-    namespace = _subject(subjects_, ":Namespace", "etlstack-pipelines-namespace")
+    namespace = _subject(subjects_, ":Namespace", "etlstack-namespaces-etlstack-pipelines")
     namespace.props["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] = "baseline"
     return namespace
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from etlstack.aliases import formerly
 from etlstack.config import Component
 from etlstack.kubernetes.common import (
     REGISTRY_PULL_SECRET,
@@ -83,10 +84,10 @@ class AirflowConfig(pulumi.ComponentResource):
     ) -> None:
         super().__init__("etlstack:kubernetes:AirflowConfig", name, None, opts)
         self.config_map = k8s.core.v1.ConfigMap(
-            CONFIG_MAP,
+            name,
             metadata=metadata(CONFIG_MAP, args.namespace, labels(AIRFLOW)),
             data=args.plain,
-            opts=child(self),
+            opts=child(self, aliases=formerly("airflow-config")),
         )
         self.config_hash = pulumi.Output.from_input(args.plain).apply(
             lambda data: hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
@@ -241,12 +242,14 @@ class AirflowWorkload(pulumi.ComponentResource):
         account = service_account_name(spec.component)
         object_labels = labels(AIRFLOW, spec.component)
         self.pod_labels = object_labels
+        # Deployed stacks know both the account and the Deployment by the account's name.
+        former_name = f"airflow-{spec.component}"
         service_account = k8s.core.v1.ServiceAccount(
-            account,
+            f"{name}-service-account",
             metadata=metadata(account, pod.namespace, object_labels),
             # Off by default; the pod spec turns it on where the token is needed.
             automount_service_account_token=False,
-            opts=child(self, depends_on=pod.depends_on),
+            opts=child(self, depends_on=pod.depends_on, aliases=formerly(former_name)),
         )
         container = pod.container(
             spec.component,
@@ -258,7 +261,7 @@ class AirflowWorkload(pulumi.ComponentResource):
             **spec.probes,
         )
         self.deployment = k8s.apps.v1.Deployment(
-            account,
+            name,
             metadata=metadata(account, pod.namespace, object_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=spec.settings.replicas,
@@ -283,7 +286,9 @@ class AirflowWorkload(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=child(self, depends_on=[*pod.depends_on, service_account]),
+            opts=child(
+                self, depends_on=[*pod.depends_on, service_account], aliases=formerly(former_name)
+            ),
         )
         if not more_children:
             self.register_outputs({"deployment": self.deployment.metadata.name})

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from etlstack.airflow_settings import API_SERVER_PORT
+from etlstack.aliases import formerly
 from etlstack.config import Component, Ingress
 from etlstack.kubernetes.airflow import AirflowPod, AirflowWorkload, WorkloadSpec
 from etlstack.kubernetes.common import child, labels, metadata, single_host_ingress_spec
@@ -61,8 +62,10 @@ class ApiServer(AirflowWorkload):
             more_children=True,
         )
         object_labels = labels("airflow", COMPONENT)
+        # Deployed stacks know the Service, the budget and the Ingress by their object's name.
+        former_name = "airflow-api-server"
         service = k8s.core.v1.Service(
-            SERVICE,
+            f"{name}-service",
             metadata=metadata(SERVICE, pod.namespace, object_labels),
             spec=k8s.core.v1.ServiceSpecArgs(
                 selector=self.pod_labels,
@@ -72,22 +75,22 @@ class ApiServer(AirflowWorkload):
                     )
                 ],
             ),
-            opts=child(self, depends_on=pod.depends_on),
+            opts=child(self, depends_on=pod.depends_on, aliases=formerly(former_name)),
         )
         if settings.replicas > 1:
             k8s.policy.v1.PodDisruptionBudget(
-                SERVICE,
+                f"{name}-disruption-budget",
                 metadata=metadata(SERVICE, pod.namespace, object_labels),
                 spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
                     min_available=1,
                     selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.pod_labels),
                 ),
-                opts=child(self, depends_on=[self.deployment]),
+                opts=child(self, depends_on=[self.deployment], aliases=formerly(former_name)),
             )
         if ingress.enabled:
             assert ingress.host is not None, "config requires ingress.host when enabled"
             k8s.networking.v1.Ingress(
-                SERVICE,
+                f"{name}-ingress",
                 metadata=metadata(SERVICE, pod.namespace, object_labels),
                 spec=single_host_ingress_spec(
                     host=ingress.host,
@@ -96,7 +99,7 @@ class ApiServer(AirflowWorkload):
                     class_name=ingress.class_name,
                     tls_secret_name=ingress.tls_secret_name,
                 ),
-                opts=child(self, depends_on=[service]),
+                opts=child(self, depends_on=[service], aliases=formerly(former_name)),
             )
         self.register_outputs(
             {"deployment": self.deployment.metadata.name, "service": service.metadata.name}

@@ -122,18 +122,19 @@ def claim_volume(claim: str, name: str = "data") -> k8s.core.v1.VolumeArgs:
 
 
 def volume_claim(
-    name: str,
+    resource_name: str,
+    claim: str,
     namespace: pulumi.Input[str],
     object_labels: dict[str, str],
     size: str,
     storage_class: str | None,
     opts: pulumi.ResourceOptions,
 ) -> k8s.core.v1.PersistentVolumeClaim:
-    """A ReadWriteOnce claim of `size`, a resource of its own (so that `opts` can protect
-    or retain it, which a StatefulSet's volumeClaimTemplate cannot)."""
+    """The ReadWriteOnce claim `claim` of `size`, a resource of its own (so that `opts` can
+    protect or retain it, which a StatefulSet's volumeClaimTemplate cannot)."""
     return k8s.core.v1.PersistentVolumeClaim(
-        name,
-        metadata=metadata(name, namespace, object_labels),
+        resource_name,
+        metadata=metadata(claim, namespace, object_labels),
         spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
             access_modes=["ReadWriteOnce"],
             storage_class_name=storage_class,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from etlstack.aliases import formerly
 from etlstack.config import Airflow
 from etlstack.kubernetes.airflow import AIRFLOW, AirflowPod, service_account_name
 from etlstack.kubernetes.common import child, labels, metadata
@@ -49,10 +50,10 @@ class Migrations(pulumi.ComponentResource):
         account = service_account_name(COMPONENT)
         object_labels = labels(AIRFLOW, COMPONENT)
         service_account = k8s.core.v1.ServiceAccount(
-            account,
+            f"{name}-service-account",
             metadata=metadata(account, pod.namespace, object_labels),
             automount_service_account_token=False,
-            opts=child(self, depends_on=pod.depends_on),
+            opts=child(self, depends_on=pod.depends_on, aliases=formerly("airflow-migrations")),
         )
         plain_env = {
             "ETLSTACK_ADMIN_USERNAME": airflow.admin_username,
@@ -60,7 +61,7 @@ class Migrations(pulumi.ComponentResource):
             "ETLSTACK_PIPELINE_SLOTS": str(airflow.pipeline_task_slots),
         }
         resources = airflow.scheduler.resources
-        name_ = pod.image.apply(
+        versioned_name = pod.image.apply(
             lambda image: job_name(
                 args.airflow_version,
                 json.dumps(
@@ -82,8 +83,8 @@ class Migrations(pulumi.ComponentResource):
         )
         container = pod.container(COMPONENT, ["etlstack-init"], airflow.scheduler, env=env)
         self.job = k8s.batch.v1.Job(
-            "airflow-migrations",
-            metadata=metadata(name_, pod.namespace, object_labels),
+            name,
+            metadata=metadata(versioned_name, pod.namespace, object_labels),
             spec=k8s.batch.v1.JobSpecArgs(
                 backoff_limit=4,
                 active_deadline_seconds=1800,
@@ -96,6 +97,7 @@ class Migrations(pulumi.ComponentResource):
                 self,
                 depends_on=[*pod.depends_on, service_account],
                 custom_timeouts=pulumi.CustomTimeouts(create="30m", update="30m"),
+                aliases=formerly("airflow-migrations"),
             ),
         )
         self.register_outputs({"job": self.job.metadata.name})

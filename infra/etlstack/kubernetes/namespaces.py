@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from etlstack.aliases import formerly
 from etlstack.kubernetes.common import PART_OF, PART_OF_LABEL, child
 
 # The API server refuses any pod in these namespaces that breaks the "restricted"
@@ -44,19 +45,19 @@ class Namespaces(pulumi.ComponentResource):
     ) -> None:
         super().__init__("etlstack:kubernetes:Namespaces", name, None, opts)
         self.platform, self.pipelines = (
-            NamespaceRef(namespace, self._namespace(namespace).metadata.name)
+            NamespaceRef(namespace, self._namespace(name, namespace).metadata.name)
             for namespace in (args.platform, args.pipelines)
         )
         self.register_outputs(
             {"platform": self.platform.output, "pipelines": self.pipelines.output}
         )
 
-    def _namespace(self, namespace: str) -> k8s.core.v1.Namespace:
+    def _namespace(self, name: str, namespace: str) -> k8s.core.v1.Namespace:
         return k8s.core.v1.Namespace(
-            f"{namespace}-namespace",
+            f"{name}-{namespace}",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=namespace,
                 labels={PART_OF_LABEL: PART_OF, **POD_SECURITY_LABELS},
             ),
-            opts=child(self),
+            opts=child(self, aliases=formerly(f"{namespace}-namespace")),
         )

@@ -22,6 +22,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from etlstack.airflow_settings import API_SERVER_PORT
+from etlstack.aliases import formerly
 from etlstack.config import Kubernetes
 from etlstack.kubernetes.airflow import AIRFLOW, SCHEDULER_LOG_PORT, TRIGGERER_LOG_PORT
 from etlstack.kubernetes.common import (
@@ -88,6 +89,8 @@ class NetworkPolicies(pulumi.ComponentResource):
         self, name: str, args: NetworkPoliciesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:NetworkPolicies", name, None, opts)
+        # Each policy's logical name derives from this one (see _policy).
+        self._component_name = name
         kubernetes = args.kubernetes
         platform, pipelines = args.platform_namespace, args.pipelines_namespace
         external_database = args.external_database
@@ -284,12 +287,13 @@ class NetworkPolicies(pulumi.ComponentResource):
             if isinstance(pod_selector, k8s.meta.v1.LabelSelectorArgs)
             else _selector(pod_selector)
         )
+        # Unique per stack: the same policy name in two namespaces needs its own.
+        unique_name = resource_name or name
         return k8s.networking.v1.NetworkPolicy(
-            # Unique per stack: the same policy name in two namespaces needs its own.
-            f"{resource_name or name}-network-policy",
+            f"{self._component_name}-{unique_name}",
             metadata=metadata(name, namespace.output, labels("etlstack", "network-policy")),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=selector, policy_types=policy_types, **rules
             ),
-            opts=child(self),
+            opts=child(self, aliases=formerly(f"{unique_name}-network-policy")),
         )

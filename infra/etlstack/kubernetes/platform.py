@@ -18,6 +18,7 @@ from etlstack.airflow_settings import (
     airflow_environment,
     runtime_settings,
 )
+from etlstack.aliases import formerly
 from etlstack.artifacts import PlatformImages, PlatformImagesArgs, RegistryAccess
 from etlstack.catalog import Catalog
 from etlstack.config import StackConfig
@@ -103,16 +104,21 @@ class KubernetesPlatform(pulumi.ComponentResource):
         )
         on_cluster = child(self, providers={"kubernetes": provider})
 
+        def on_cluster_formerly(former_name: str) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(
+                on_cluster, pulumi.ResourceOptions(aliases=formerly(former_name))
+            )
+
         namespaces = Namespaces(
-            "namespaces",
+            f"{name}-namespaces",
             NamespacesArgs(platform=kubernetes.namespace, pipelines=kubernetes.pipelines_namespace),
-            opts=on_cluster,
+            opts=on_cluster_formerly("namespaces"),
         )
         # Whatever names these outputs waits for its namespace; no depends_on to thread.
         platform_ns, pipelines_ns = namespaces.platform, namespaces.pipelines
 
         postgres = Postgres(
-            "postgres",
+            f"{name}-postgres",
             PostgresArgs(
                 settings=settings.postgres,
                 image=settings.images.postgres,
@@ -120,10 +126,10 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 external_database_url=config.secrets.external_database_url,
                 namespace=platform_ns,
             ),
-            opts=on_cluster,
+            opts=on_cluster_formerly("postgres"),
         )
         registry = Registry(
-            "registry",
+            f"{name}-registry",
             RegistryArgs(
                 settings=settings.registry,
                 image=settings.images.registry,
@@ -132,10 +138,10 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 external_password=config.secrets.registry_password,
                 namespace=platform_ns.output,
             ),
-            opts=on_cluster,
+            opts=on_cluster_formerly("registry"),
         )
         self.images = PlatformImages(
-            "images",
+            f"{name}-images",
             PlatformImagesArgs(
                 config=config,
                 catalog=args.catalog,
@@ -143,12 +149,14 @@ class KubernetesPlatform(pulumi.ComponentResource):
                     server=registry.server, username=registry.username, password=registry.password
                 ),
             ),
-            opts=child(self),
+            opts=child(self, aliases=formerly("images")),
         )
 
         _warn_about_foreign_registries(config, registry.server)
 
-        secrets = AirflowSecrets("airflow-secrets", opts=child(self))
+        secrets = AirflowSecrets(
+            f"{name}-airflow-secrets", opts=child(self), former_name="airflow-secrets"
+        )
         runtime = runtime_settings(
             config,
             self.images.pipelines,
@@ -168,7 +176,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             runtime=runtime,
         )
         platform_secrets = PlatformSecrets(
-            "secrets",
+            f"{name}-secrets",
             PlatformSecretsArgs(
                 platform_namespace=platform_ns,
                 pipelines_namespace=pipelines_ns,
@@ -179,27 +187,27 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 registry_password=registry.password,
                 warehouse_url=postgres.warehouse_url,
             ),
-            opts=on_cluster,
+            opts=on_cluster_formerly("secrets"),
         )
         airflow_config = AirflowConfig(
-            "airflow-config",
+            f"{name}-airflow-config",
             AirflowConfigArgs(
                 namespace=platform_ns.output,
                 plain={**environment.plain, **kubernetes_plain_settings()},
             ),
-            opts=on_cluster,
+            opts=on_cluster_formerly("airflow-config"),
         )
         PodLauncherRbac(
-            "rbac",
+            f"{name}-rbac",
             PodLauncherRbacArgs(
                 platform_namespace=platform_ns.output,
                 pipelines_namespace=pipelines_ns.output,
                 launchers=[service_account_name(c) for c in POD_LAUNCHERS],
             ),
-            opts=on_cluster,
+            opts=on_cluster_formerly("rbac"),
         )
         NetworkPolicies(
-            "network-policies",
+            f"{name}-network-policies",
             NetworkPoliciesArgs(
                 kubernetes=kubernetes,
                 external_database=settings.postgres.external,
@@ -207,7 +215,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
                 pipelines_namespace=pipelines_ns,
                 registry_deployed=not settings.registry.external,
             ),
-            opts=on_cluster,
+            opts=on_cluster_formerly("network-policies"),
         )
 
         pod = AirflowPod(
@@ -221,11 +229,11 @@ class KubernetesPlatform(pulumi.ComponentResource):
             ],
         )
         migrations = Migrations(
-            "migrations",
+            f"{name}-migrations",
             MigrationsArgs(
                 airflow=settings.airflow, airflow_version=args.catalog.airflow_version, pod=pod
             ),
-            opts=on_cluster,
+            opts=on_cluster_formerly("migrations"),
         )
         # The components start once the schema is current: Pulumi waits for the Job.
         migrated = AirflowPod(
@@ -235,9 +243,14 @@ class KubernetesPlatform(pulumi.ComponentResource):
             depends_on=[*pod.depends_on, migrations.job],
         )
         ApiServer(
-            "api-server", settings.airflow.api_server, kubernetes.ingress, migrated, opts=on_cluster
+            f"{name}-api-server",
+            settings.airflow.api_server,
+            kubernetes.ingress,
+            migrated,
+            opts=on_cluster_formerly("api-server"),
         )
         logs_claim = task_logs_claim(
+            f"{name}-task-logs",
             platform_ns.output,
             settings.housekeeping.task_logs_storage_size,
             kubernetes.storage_class,
@@ -245,6 +258,7 @@ class KubernetesPlatform(pulumi.ComponentResource):
             on_cluster,
         )
         background_components(
+            name,
             settings.airflow,
             AirflowPod(
                 namespace=migrated.namespace,

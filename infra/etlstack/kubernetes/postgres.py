@@ -28,6 +28,7 @@ import pulumi_random as random
 
 from etlstack import postgres_backup
 from etlstack.airflow_settings import database_url
+from etlstack.aliases import formerly
 from etlstack.config import Postgres as PostgresSettings
 from etlstack.kubernetes.common import (
     POSTGRES_PORT,
@@ -126,55 +127,63 @@ class Postgres(pulumi.ComponentResource):
         host = service_dns(NAME, args.namespace.name)
         passwords = {
             role: random.RandomPassword(
-                f"postgres-{role}-password", length=32, special=False, opts=child(self)
+                f"{name}-{role}-password",
+                length=32,
+                special=False,
+                opts=child(self, aliases=formerly(f"postgres-{role}-password")),
             ).result
             for role in ("superuser", "airflow", "warehouse")
         }
         credentials = k8s.core.v1.Secret(
-            "postgres-credentials",
+            f"{name}-credentials",
             metadata=metadata("postgres-credentials", namespace, labels(NAME)),
             type="Opaque",
             string_data={f"{role}-password": value for role, value in passwords.items()},
-            opts=child(self),
+            opts=child(self, aliases=formerly("postgres-credentials")),
         )
         init = k8s.core.v1.ConfigMap(
-            "postgres-init",
+            f"{name}-init",
             metadata=metadata("postgres-init", namespace, labels(NAME)),
             data={"10-etlstack-databases.sh": INIT_SCRIPT},
-            opts=child(self),
+            opts=child(self, aliases=formerly("postgres-init")),
         )
         retain = settings.retain_on_destroy
 
-        def protected_claim(claim_name: str, size: str) -> k8s.core.v1.PersistentVolumeClaim:
+        def protected_claim(
+            resource_name: str, claim: str, size: str, former_name: str
+        ) -> k8s.core.v1.PersistentVolumeClaim:
             return volume_claim(
-                claim_name,
+                resource_name,
+                claim,
                 namespace,
                 labels(NAME),
                 size,
                 args.storage_class,
-                child(self, protect=retain, retain_on_delete=retain),
+                child(self, protect=retain, retain_on_delete=retain, aliases=formerly(former_name)),
             )
 
-        claim = protected_claim(DATA_CLAIM, settings.storage_size)
+        claim = protected_claim(
+            f"{name}-data", DATA_CLAIM, settings.storage_size, former_name="postgres-data"
+        )
         pod_labels = labels(NAME, "database")
         headless = k8s.core.v1.Service(
-            "postgres-headless",
+            f"{name}-headless",
             metadata=metadata("postgres-headless", namespace, labels(NAME)),
             spec=k8s.core.v1.ServiceSpecArgs(
                 cluster_ip="None",
                 selector=pod_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="postgres", port=POSTGRES_PORT)],
             ),
-            opts=child(self),
+            opts=child(self, aliases=formerly("postgres-headless")),
         )
         k8s.core.v1.Service(
-            "postgres-service",
+            f"{name}-service",
             metadata=metadata(NAME, namespace, labels(NAME)),
             spec=k8s.core.v1.ServiceSpecArgs(
                 selector=pod_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="postgres", port=POSTGRES_PORT)],
             ),
-            opts=child(self),
+            opts=child(self, aliases=formerly("postgres-service")),
         )
 
         def password_env(env: str, role: str) -> k8s.core.v1.EnvVarArgs:
@@ -191,7 +200,7 @@ class Postgres(pulumi.ComponentResource):
             command=["pg_isready", "-U", "postgres", "-h", "127.0.0.1", "-p", str(POSTGRES_PORT)]
         )
         statefulset = k8s.apps.v1.StatefulSet(
-            "postgres",
+            name,
             metadata=metadata(NAME, namespace, labels(NAME)),
             spec=k8s.apps.v1.StatefulSetSpecArgs(
                 service_name="postgres-headless",
@@ -243,13 +252,23 @@ class Postgres(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=child(self, depends_on=[credentials, init, claim, headless]),
+            opts=child(
+                self,
+                depends_on=[credentials, init, claim, headless],
+                aliases=formerly("postgres"),
+            ),
         )
         self._backup_deployment(
+            name,
             namespace,
             host,
             settings,
-            protected_claim(BACKUPS_CLAIM, settings.backups.storage_size),
+            protected_claim(
+                f"{name}-backups",
+                BACKUPS_CLAIM,
+                settings.backups.storage_size,
+                former_name="postgres-backups",
+            ),
             password_env("PGPASSWORD", "superuser"),
             depends_on=[credentials, statefulset],
         )
@@ -272,6 +291,7 @@ class Postgres(pulumi.ComponentResource):
 
     def _backup_deployment(
         self,
+        name: str,
         namespace: pulumi.Input[str],
         host: str,
         settings: PostgresSettings,
@@ -281,10 +301,10 @@ class Postgres(pulumi.ComponentResource):
     ) -> None:
         """The backup loop: one pod of the server's image (pg_dump of its own version)."""
         script = k8s.core.v1.ConfigMap(
-            f"{BACKUP}-script",
+            f"{name}-backup-script",
             metadata=metadata(f"{BACKUP}-script", namespace, labels(BACKUP)),
             data={"postgres-backup": postgres_backup.SCRIPT.read_text()},
-            opts=child(self),
+            opts=child(self, aliases=formerly("postgres-backup-script")),
         )
         pod_labels = labels(BACKUP)
         plain = postgres_backup.settings_environment(settings.backups, ("airflow", "warehouse"))
@@ -319,7 +339,7 @@ class Postgres(pulumi.ComponentResource):
             scratch={"tmp": "/tmp"},
         )
         k8s.apps.v1.Deployment(
-            BACKUP,
+            f"{name}-backup",
             metadata=metadata(BACKUP, namespace, pod_labels),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=1,
@@ -330,5 +350,9 @@ class Postgres(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels), spec=spec
                 ),
             ),
-            opts=child(self, depends_on=[*depends_on, claim, script]),
+            opts=child(
+                self,
+                depends_on=[*depends_on, claim, script],
+                aliases=formerly("postgres-backup"),
+            ),
         )

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from etlstack.aliases import formerly
 from etlstack.kubernetes.common import PIPELINE_SERVICE_ACCOUNT, child, labels, metadata
 
 POD_LAUNCHER = "pod-launcher"
@@ -55,27 +56,26 @@ class PodLauncherRbac(pulumi.ComponentResource):
     ) -> None:
         super().__init__("etlstack:kubernetes:PodLauncherRbac", name, None, opts)
         namespace = args.pipelines_namespace
-        options = child(self)
         rbac_labels = labels("airflow", "pod-launcher")
         # Task pods run as this account, which can do nothing: no role names it and it
         # mounts no API token.
         k8s.core.v1.ServiceAccount(
-            PIPELINE_SERVICE_ACCOUNT,
+            f"{name}-pipeline-task",
             metadata=metadata(PIPELINE_SERVICE_ACCOUNT, namespace, labels("pipelines")),
             automount_service_account_token=False,
-            opts=options,
+            opts=child(self, aliases=formerly("pipeline-task")),
         )
         role = k8s.rbac.v1.Role(
-            POD_LAUNCHER,
+            f"{name}-pod-launcher",
             metadata=metadata(POD_LAUNCHER, namespace, rbac_labels),
             rules=[
                 k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=[resource], verbs=list(verbs))
                 for resource, verbs in POD_LAUNCHER_RULES
             ],
-            opts=options,
+            opts=child(self, aliases=formerly("pod-launcher")),
         )
         k8s.rbac.v1.RoleBinding(
-            POD_LAUNCHER + "-binding",
+            f"{name}-pod-launcher-binding",
             metadata=metadata(POD_LAUNCHER, namespace, rbac_labels),
             role_ref=k8s.rbac.v1.RoleRefArgs(
                 api_group="rbac.authorization.k8s.io", kind="Role", name=POD_LAUNCHER
@@ -86,6 +86,6 @@ class PodLauncherRbac(pulumi.ComponentResource):
                 )
                 for account in args.launchers
             ],
-            opts=child(self, depends_on=[role]),
+            opts=child(self, depends_on=[role], aliases=formerly("pod-launcher-binding")),
         )
         self.register_outputs({})

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from etlstack.aliases import formerly
 from etlstack.config import Registry as RegistrySettings
 from etlstack.kubernetes.common import (
     REGISTRY_PORT,
@@ -65,9 +66,13 @@ class Registry(pulumi.ComponentResource):
         if settings.from_stack is not None:
             # The same registry another stack deploys (prod pulling what dev pushed):
             # its address and password come from that stack's outputs, still secret.
+            source_stack = (
+                f"{pulumi.get_organization()}/{pulumi.get_project()}/{settings.from_stack}"
+            )
+            # A read, not a resource the stack manages: under a new name it is read again,
+            # nothing is replaced, and the engine takes no alias for a read.
             source = pulumi.StackReference(
-                f"{pulumi.get_organization()}/{pulumi.get_project()}/{settings.from_stack}",
-                opts=child(self),
+                f"{name}-source", stack_name=source_stack, opts=child(self)
             )
             self.server = source.require_output("registry").apply(str)
             self.password = pulumi.Output.secret(source.require_output("registryPassword"))
@@ -83,14 +88,20 @@ class Registry(pulumi.ComponentResource):
 
         namespace = args.namespace
         generated = random.RandomPassword(
-            "registry-password", length=32, special=False, opts=child(self)
+            f"{name}-password",
+            length=32,
+            special=False,
+            opts=child(self, aliases=formerly("registry-password")),
         )
         self.password = generated.result
         http_secret = random.RandomPassword(
-            "registry-http-secret", length=32, special=False, opts=child(self)
+            f"{name}-http-secret",
+            length=32,
+            special=False,
+            opts=child(self, aliases=formerly("registry-http-secret")),
         ).result
         auth = k8s.core.v1.Secret(
-            "registry-auth",
+            f"{name}-auth",
             metadata=metadata("registry-auth", namespace, labels(NAME)),
             type="Opaque",
             string_data={
@@ -100,20 +111,21 @@ class Registry(pulumi.ComponentResource):
                 ),
                 "http-secret": http_secret,
             },
-            opts=child(self),
+            opts=child(self, aliases=formerly("registry-auth")),
         )
         claim = volume_claim(
+            f"{name}-data",
             DATA_CLAIM,
             namespace,
             labels(NAME),
             settings.storage_size,
             args.storage_class,
-            child(self, retain_on_delete=True),
+            child(self, retain_on_delete=True, aliases=formerly("registry-data")),
         )
         pod_labels = labels(NAME, "registry")
         health = k8s.core.v1.HTTPGetActionArgs(path="/", port=REGISTRY_PORT)
         deployment = k8s.apps.v1.Deployment(
-            "registry",
+            name,
             metadata=metadata(NAME, namespace, labels(NAME)),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=1,
@@ -180,19 +192,19 @@ class Registry(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=child(self, depends_on=[auth, claim]),
+            opts=child(self, depends_on=[auth, claim], aliases=formerly("registry")),
         )
         service = k8s.core.v1.Service(
-            "registry-service",
+            f"{name}-service",
             metadata=metadata(NAME, namespace, labels(NAME)),
             spec=k8s.core.v1.ServiceSpecArgs(
                 selector=pod_labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=REGISTRY_PORT)],
             ),
-            opts=child(self),
+            opts=child(self, aliases=formerly("registry-service")),
         )
         ingress = k8s.networking.v1.Ingress(
-            "registry-ingress",
+            f"{name}-ingress",
             metadata=metadata(
                 NAME,
                 namespace,
@@ -210,7 +222,7 @@ class Registry(pulumi.ComponentResource):
                 tls_secret_name=settings.tls_secret_name,
                 always_tls=True,
             ),
-            opts=child(self, depends_on=[service]),
+            opts=child(self, depends_on=[service], aliases=formerly("registry-ingress")),
         )
         # Pushing needs the registry to answer: the server resolves only once it does.
         host = settings.host

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from etlstack.aliases import formerly
 from etlstack.kubernetes.common import (
     REGISTRY_PULL_SECRET,
     WAREHOUSE_SECRET,
@@ -57,31 +58,30 @@ class PlatformSecrets(pulumi.ComponentResource):
         self, name: str, args: PlatformSecretsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:kubernetes:Secrets", name, None, opts)
-        options = child(self)
         airflow = labels("airflow")
         self.resources = [
             k8s.core.v1.Secret(
-                AIRFLOW_ENV_SECRET,
+                f"{name}-airflow-env",
                 metadata=metadata(AIRFLOW_ENV_SECRET, args.platform_namespace.output, airflow),
                 type="Opaque",
                 string_data=args.airflow_env,
-                opts=options,
+                opts=child(self, aliases=formerly("airflow-env")),
             ),
             k8s.core.v1.Secret(
-                AIRFLOW_ADMIN_SECRET,
+                f"{name}-airflow-admin",
                 metadata=metadata(AIRFLOW_ADMIN_SECRET, args.platform_namespace.output, airflow),
                 type="Opaque",
                 string_data={AIRFLOW_ADMIN_PASSWORD_KEY: args.admin_password},
-                opts=options,
+                opts=child(self, aliases=formerly("airflow-admin")),
             ),
             k8s.core.v1.Secret(
-                f"{WAREHOUSE_SECRET}-secret",
+                f"{name}-warehouse",
                 metadata=metadata(
                     WAREHOUSE_SECRET, args.pipelines_namespace.output, labels("pipelines")
                 ),
                 type="Opaque",
                 string_data={WAREHOUSE_SECRET_KEY: args.warehouse_url},
-                opts=options,
+                opts=child(self, aliases=formerly("warehouse-secret")),
             ),
         ]
         config_json: pulumi.Output[str] = pulumi.Output.all(
@@ -92,11 +92,11 @@ class PlatformSecrets(pulumi.ComponentResource):
         for namespace in (args.platform_namespace, args.pipelines_namespace):
             self.resources.append(
                 k8s.core.v1.Secret(
-                    f"{namespace.name}-{REGISTRY_PULL_SECRET}",
+                    f"{name}-{namespace.name}-registry-pull",
                     metadata=metadata(REGISTRY_PULL_SECRET, namespace.output, labels("registry")),
                     type="kubernetes.io/dockerconfigjson",
                     string_data={".dockerconfigjson": pull_config},
-                    opts=options,
+                    opts=child(self, aliases=formerly(f"{namespace.name}-registry-pull")),
                 )
             )
         self.register_outputs({})

@@ -16,6 +16,7 @@ from etlstack.airflow_settings import (
     SCHEDULER_HEALTH_PORT,
     TASK_LOGS_DIRECTORY,
 )
+from etlstack.aliases import formerly
 from etlstack.config import Airflow
 from etlstack.kubernetes.airflow import (
     SCHEDULER_LOG_PORT,
@@ -39,8 +40,9 @@ DAG_PROCESSOR = "dag-processor"
 TRIGGERER = "triggerer"
 # The components that launch or watch task pods, and so are bound to the pod-launcher Role.
 POD_LAUNCHERS = (SCHEDULER, TRIGGERER)
-# The type each had when it was a class of its own: an alias keeps a deployed stack's
-# resources (a changed type would otherwise replace every child).
+# The type each had when it was a class of its own, and was named after its component:
+# an alias keeps such a deployed stack's resources (a changed type would otherwise
+# replace every child).
 _FORMER_TYPES = {
     SCHEDULER: "etlstack:kubernetes:AirflowScheduler",
     DAG_PROCESSOR: "etlstack:kubernetes:AirflowDagProcessor",
@@ -52,6 +54,7 @@ TASK_LOGS_CLAIM = "airflow-task-logs"
 
 
 def task_logs_claim(
+    resource_name: str,
     namespace: pulumi.Input[str],
     size: str,
     storage_class: str | None,
@@ -61,12 +64,17 @@ def task_logs_claim(
     """Where the scheduler writes task logs: they outlive its pods (every deploy replaces
     them) and, unless postgres.retainOnDestroy is false, the stack."""
     return volume_claim(
+        resource_name,
         TASK_LOGS_CLAIM,
         namespace,
         labels("airflow", SCHEDULER),
         size,
         storage_class,
-        pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=retain)),
+        pulumi.ResourceOptions.merge(
+            opts,
+            # Deployed stacks know the claim by its own name.
+            pulumi.ResourceOptions(retain_on_delete=retain, aliases=formerly("airflow-task-logs")),
+        ),
     )
 
 
@@ -156,21 +164,31 @@ def background_workloads(
 
 
 def background_components(
+    platform: str,
     airflow: Airflow,
     pod: AirflowPod,
     opts: pulumi.ResourceOptions,
     backups_claim: str | None = None,
     backup_pod_labels: dict[str, str] | None = None,
 ) -> list[AirflowWorkload]:
-    """One AirflowWorkload per spec, each under its component's name."""
+    """One AirflowWorkload per spec, named f"{platform}-{component}".
+
+    Deployed stacks know each by its component's name alone, with its present type or,
+    deployed earlier still, its former one.
+    """
     return [
         AirflowWorkload(
-            spec.component,
+            f"{platform}-{spec.component}",
             spec,
             pod,
             opts=pulumi.ResourceOptions.merge(
                 opts,
-                pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=_FORMER_TYPES[spec.component])]),
+                pulumi.ResourceOptions(
+                    aliases=[
+                        *formerly(spec.component),
+                        pulumi.Alias(name=spec.component, type_=_FORMER_TYPES[spec.component]),
+                    ]
+                ),
             ),
         )
         for spec in background_workloads(airflow, backups_claim, backup_pod_labels)

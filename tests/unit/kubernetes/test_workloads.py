@@ -18,17 +18,21 @@ FORMER = {
 }
 
 
-@pytest.mark.parametrize("name", FORMER)
+@pytest.mark.parametrize("component", FORMER)
 @pytest.mark.parametrize("stack", KUBERNETES_STACKS)
-def test_each_background_component_keeps_the_type_a_deployed_stack_knows(
-    stack: str, name: str
+def test_each_background_component_keeps_the_name_and_type_a_deployed_stack_knows(
+    stack: str, component: str
 ) -> None:
     evaluation = evaluate(stack)
     workloads = {r.name: r for r in evaluation.by_type(WORKLOAD)}
-    assert set(workloads) == set(FORMER)
-    # With the alias the engine moves the old component and its children over
-    # instead of replacing the Deployment and ServiceAccount.
-    assert workloads[name].former_types == [FORMER[name]], name
+    assert set(workloads) == {f"etlstack-{c}" for c in FORMER}
+    # With the aliases the engine moves the old component and its children over
+    # instead of replacing the Deployment and ServiceAccount: the component was named
+    # after its component alone, first with a type of its own, then as an AirflowWorkload.
+    assert workloads[f"etlstack-{component}"].aliases == [
+        (component, WORKLOAD),
+        (component, FORMER[component]),
+    ]
 
 
 def test_the_scheduler_writes_task_logs_to_a_retained_claim_and_reads_the_backups(
