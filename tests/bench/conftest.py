@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,18 @@ def bench_dags(platform: Any) -> dict[str, str]:
         # A new file is found at the dag-processor's next scan of the folder.
         bench.wait_for_dag(platform.airflow, dag_id, expected, timeout=900)
     return {"overhead": OVERHEAD_DAG, "burst": BURST_DAG}
+
+
+@pytest.fixture(scope="session")
+def peer(platform: Any) -> Iterator[Any]:
+    """The talk's own setup beside the platform (peers.py), with one-task and burst DAGs
+    for each of its two ways of launching; paused until a benchmark measures it."""
+    from tests.bench import peers
+
+    dags = [
+        peers.PeerDag(way, tasks)
+        for way in (peers.RAW_SOCKET, peers.DOCKER_OPERATOR)
+        for tasks in (1, BURST_TASKS)
+    ]
+    with peers.peer_airflow(platform, dags) as started:
+        yield started

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import subprocess
 import tarfile
 import time
@@ -21,10 +22,12 @@ from typing import Any
 
 from harness import AirflowAPI, Platform, log
 
+from pipeline_factory import TASK_GID, TASK_UID
 from tests.support.polling import until
 
 DAGS_FOLDER = "/opt/airflow/dags"
 POOL = "pipeline_tasks"
+TASK_USER = f"{TASK_UID}:{TASK_GID}"
 # The platform smoke test's one task: starts, checks its confinement, reaches the warehouse.
 PIPELINE = "platform-smoke"
 TASK = "check"
@@ -134,7 +137,9 @@ def timed_run(airflow: AirflowAPI, dag_id: str, timeout: float = 900) -> TimedRu
     seconds = time.monotonic() - started
     tasks = airflow.task_instances(dag_id, run_id)
     states = {t["task_id"]: t["state"] for t in tasks}
-    assert run["state"] == "success" and set(states.values()) == {"success"}, (run_id, states)
+    assert run["state"] == "success" and set(states.values()) == {"success"}, (
+        f"{dag_id} run {run_id}: {states}\n" + first_failure(airflow, dag_id, run_id, tasks)
+    )
     log.info("%s run %s succeeded in %.1fs", dag_id, run_id, seconds)
     return TimedRun(run_id, seconds, run, tasks)
 
@@ -145,6 +150,7 @@ class RawTask:
 
     image: str
     network: str
+    user: str
     memory: str
     cpus: str
     warehouse_url: str
@@ -159,7 +165,7 @@ class RawTask:
             "--network",
             self.network,
             "--user",
-            "10001:10001",
+            self.user,
             "--memory",
             self.memory,
             "--cpus",
@@ -190,6 +196,18 @@ class RawTask:
         return seconds
 
 
+def first_failure(
+    airflow: AirflowAPI, dag_id: str, run_id: str, tasks: list[dict[str, Any]]
+) -> str:
+    """The end of the log of the first task attempt that failed (a retried or failed task),
+    for the message of a benchmark that stops on it."""
+    for task in tasks:
+        if task["state"] != "success" or task["try_number"] > 1:
+            text = airflow.task_log(dag_id, run_id, task["task_id"], 1)
+            return f"{task['task_id']}, attempt 1:\n{text[-3000:]}"
+    return ""
+
+
 def raw_task(platform: Platform) -> RawTask:
     """The task container's settings, from the scheduler's own runtime settings."""
     env = platform.env("airflow-scheduler")
@@ -204,6 +222,7 @@ def raw_task(platform: Platform) -> RawTask:
     return RawTask(
         image=str(runtime["pipelineImages"][PIPELINE]),
         network=str(runtime["docker"]["network"]),
+        user=TASK_USER,
         memory=memory,
         cpus=cpus,
         warehouse_url=env["AIRFLOW_CONN_WAREHOUSE"],
@@ -237,6 +256,80 @@ def daemon_errors(since: int) -> list[str]:
         stream.seek(since)
         text = stream.read().decode(errors="replace")
     return [line for line in text.splitlines() if "level=error" in line or "level=fatal" in line]
+
+
+# The platform's Airflow components, and what it adds on a task's path.
+PLATFORM_AIRFLOW = (
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+)
+DOCKER_API_PROXY = "docker-api-proxy"
+
+
+def platform_airflow(platform: Platform) -> list[Any]:
+    """The containers that run the platform's Airflow, and its Docker API proxy."""
+    return [platform.container(name) for name in (*PLATFORM_AIRFLOW, DOCKER_API_PROXY)]
+
+
+# cgroup v1 (this machine): every container's CPU accounting under one parent, which
+# keeps counting what removed containers used.
+CONTAINERS_CGROUP = Path("/sys/fs/cgroup/cpuacct/docker")
+DAEMONS = ("dockerd", "containerd")
+
+
+def _cgroup_seconds(path: Path) -> float:
+    usage = path / "cpuacct.usage"
+    assert usage.is_file(), (
+        f"no CPU accounting at {usage}: the benchmarks read the containers' CPU from cgroup "
+        "v1's cpuacct, which the Docker Engine here (cgroupfs driver) keeps per container"
+    )
+    return int(usage.read_text()) / 1e9
+
+
+def _process_seconds(name: str) -> float:
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+    pids = found.stdout.split()
+    assert pids, f"no {name} process on this machine"
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        # utime and stime, fields 14 and 15 of /proc/<pid>/stat (after the command's parens).
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds used so far: by the containers that run Airflow (and, for the
+    platform, its Docker API proxy), by every container (task containers included, removed
+    ones too), by the Docker daemon, and by this process's children (the docker CLI)."""
+
+    airflow: float
+    containers: float
+    daemon: float
+    client: float
+
+    def per_task(self, since: Cpu, tasks: int) -> dict[str, float]:
+        airflow = self.airflow - since.airflow
+        return {
+            "Airflow (and proxy)": airflow / tasks,
+            "task container": (self.containers - since.containers - airflow) / tasks,
+            "Docker daemon": (self.daemon - since.daemon) / tasks,
+            "docker CLI": (self.client - since.client) / tasks,
+        }
+
+
+def cpu(airflow_containers: list[Any]) -> Cpu:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Cpu(
+        airflow=sum(_cgroup_seconds(CONTAINERS_CGROUP / c.id) for c in airflow_containers),
+        containers=_cgroup_seconds(CONTAINERS_CGROUP),
+        daemon=sum(_process_seconds(name) for name in DAEMONS),
+        client=children.ru_utime + children.ru_stime,
+    )
 
 
 def elapsed(start: str | None, end: str | None) -> float:

@@ -1,65 +1,113 @@
-"""Burst: a DAG fanning out to 50 short tasks on one host, against the same 50
-containers started directly with the same concurrency cap (the pipeline pool's slots).
+"""Burst: a DAG fanning out to 50 short tasks on one host, through the platform, through
+the talk's own setup (peers.py), and as the same 50 containers started directly, each
+with the same concurrency cap (the pipeline pool's slots).
 
-Every task must succeed and the Docker daemon must log no error while it runs: the
-pool is what keeps a burst from overwhelming the daemon.
+Every task must succeed on its first try and the Docker daemon must log no error while
+it runs: the pool is what keeps a burst from overwhelming the daemon.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from tests.bench import peers, report
 from tests.bench import platform_bench as bench
-from tests.bench import report
 from tests.bench.conftest import BURST_TASKS
+
+PLATFORM = "platform"
+DOCKER_RUN = "docker run"
 
 
 @pytest.mark.bench
-def test_burst_of_fifty_tasks(platform: Any, bench_dags: dict[str, str]) -> None:
-    dag_id = bench_dags["burst"]
+def test_burst_of_fifty_tasks(platform: Any, bench_dags: dict[str, str], peer: peers.Peer) -> None:
     slots = int(platform.airflow.get(f"/api/v2/pools/{bench.POOL}")["slots"])
     raw = bench.raw_task(platform)
-    log_path = bench.dockerd_log()
 
-    since = log_path.stat().st_size
-    started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=slots) as pool:
-        list(pool.map(raw.run, (f"bench-burst-{index:02d}" for index in range(BURST_TASKS))))
-    direct = time.monotonic() - started
-    direct_errors = bench.daemon_errors(since)
+    def docker_run() -> float:
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=slots) as pool:
+            names = (f"bench-burst-{index:02d}" for index in range(BURST_TASKS))
+            list(pool.map(raw.run, names))
+        return time.monotonic() - started
 
-    since = log_path.stat().st_size
-    run = bench.timed_run(platform.airflow, dag_id, timeout=1800)
-    platform_errors = bench.daemon_errors(since)
-    assert len(run.tasks) == BURST_TASKS
-    assert {t["state"] for t in run.tasks} == {"success"}
-    assert {t["try_number"] for t in run.tasks} == {1}, "a task needed a retry"
-    assert not platform_errors, "the Docker daemon logged errors during the burst:\n" + "\n".join(
-        platform_errors[:20]
-    )
+    def through(airflow: Any, dag_id: str) -> Any:
+        def run() -> bench.TimedRun:
+            timed = bench.timed_run(airflow, dag_id, timeout=1800)
+            assert len(timed.tasks) == BURST_TASKS
+            assert {t["state"] for t in timed.tasks} == {"success"}
+            assert {t["try_number"] for t in timed.tasks} == {1}, (
+                "a task needed a retry: "
+                + bench.first_failure(airflow, dag_id, timed.run_id, timed.tasks)
+            )
+            return timed
 
+        return run
+
+    ways: dict[str, tuple[Any, list[Any], Any]] = {
+        DOCKER_RUN: (docker_run, [], peers.platform_paused(platform)),
+        PLATFORM: (
+            through(platform.airflow, bench_dags["burst"]),
+            bench.platform_airflow(platform),
+            contextlib.nullcontext(),
+        ),
+    }
+    for way in (peers.RAW_SOCKET, peers.DOCKER_OPERATOR):
+        dag = peers.PeerDag(way, BURST_TASKS)
+        ways[way] = (through(peer.airflow, dag.dag_id), peer.containers, peer.measured())
+
+    seconds: dict[str, float] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    errors: dict[str, list[str]] = {}
+    span = 0.0
+    for way, (run_once, airflow_containers, context) in ways.items():
+        with context:
+            since = bench.dockerd_log().stat().st_size
+            before = bench.cpu(airflow_containers)
+            result = run_once()
+            cpu[way] = bench.cpu(airflow_containers).per_task(before, BURST_TASKS)
+            errors[way] = bench.daemon_errors(since)
+        seconds[way] = result.seconds if isinstance(result, bench.TimedRun) else result
+        if way == PLATFORM:
+            span = result.span("start_date", "end_date")
+    for way, found in errors.items():
+        assert not found, f"the Docker daemon logged errors during the burst ({way}):\n" + (
+            "\n".join(found[:20])
+        )
+
+    figures: dict[str, Any] = {
+        "through the platform (trigger to success seen), s": seconds[PLATFORM],
+        f"{BURST_TASKS} x docker run, {slots} at a time, s": seconds[DOCKER_RUN],
+        "ratio": seconds[PLATFORM] / seconds[DOCKER_RUN],
+        "first task start to last task end (Airflow's timestamps), s": span,
+    }
+    for way in (peers.RAW_SOCKET, peers.DOCKER_OPERATOR):
+        figures[f"talk's setup, {way}, s"] = seconds[way]
+        figures[f"platform / talk's setup ({way})"] = seconds[PLATFORM] / seconds[way]
+        figures[f"talk's setup ({way}) / docker run"] = seconds[way] / seconds[DOCKER_RUN]
+    for way, value in seconds.items():
+        figures[f"tasks per minute, {way}"] = BURST_TASKS / value * 60
+    for way, parts in cpu.items():
+        for part, value in parts.items():
+            figures[f"CPU s per task, {way}: {part}"] = value
+    figures["tasks succeeded on their first try, each way"] = BURST_TASKS
+    figures["daemon errors, each way"] = 0
+    figures["plot"] = {
+        "Airflow DAG": seconds[PLATFORM],
+        "talk: raw socket": seconds[peers.RAW_SOCKET],
+        "talk: DockerOperator": seconds[peers.DOCKER_OPERATOR],
+        "docker run": seconds[DOCKER_RUN],
+    }
     report.record(
         "burst",
         f"Burst: {BURST_TASKS} tasks, {slots} at a time",
-        {
-            "through the platform (trigger to success seen), s": run.seconds,
-            f"{BURST_TASKS} x docker run, {slots} at a time, s": direct,
-            "ratio": run.seconds / direct,
-            "first task start to last task end (Airflow's timestamps), s": run.span(
-                "start_date", "end_date"
-            ),
-            "tasks per minute through the platform": BURST_TASKS / run.seconds * 60,
-            "tasks per minute with docker run": BURST_TASKS / direct * 60,
-            "tasks succeeded on their first try": BURST_TASKS,
-            "daemon errors (platform / docker run)": f"{len(platform_errors)} / "
-            f"{len(direct_errors)}",
-            "plot": {"Airflow DAG": run.seconds, "docker run": direct},
-        },
-        notes=f"The cap is the pool `{bench.POOL}` (airflow.pipelineTaskSlots); the baseline "
-        f"runs {slots} `docker run` at a time from a thread pool. Each task is the smoke "
-        "test's check (starts confined, reaches the warehouse, exits).",
+        figures,
+        notes=f"The cap is the pool `{bench.POOL}` (airflow.pipelineTaskSlots), which the "
+        f"talk's setup gets too; the baseline runs {slots} `docker run` at a time from a "
+        "thread pool. Each task is the smoke test's check (starts confined, reaches the "
+        "warehouse, exits). CPU per task as in the task-overhead benchmark.",
     )

@@ -59,7 +59,8 @@ def _retired_image(platform: Platform) -> str:
         entry.size = len(dockerfile)
         archive.addfile(entry, io.BytesIO(dockerfile))
     context.seek(0)
-    platform.client.images.build(fileobj=context, custom_context=True, tag=tag)
+    # rm: no intermediate container is left behind on the engine.
+    platform.client.images.build(fileobj=context, custom_context=True, tag=tag, rm=True)
     return tag
 
 
