@@ -288,6 +288,11 @@ def _cgroup_seconds(path: Path) -> float:
     return int(usage.read_text()) / 1e9
 
 
+def cpu_ns(container: Any) -> int:
+    """The CPU a container has used so far, in nanoseconds, from the engine's stats."""
+    return int(container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"])
+
+
 def _process_seconds(name: str) -> float:
     found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
     pids = found.stdout.split()

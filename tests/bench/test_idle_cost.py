@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.bench import platform_bench as bench
 from tests.bench import report
 
 WINDOW = 60
@@ -57,10 +58,6 @@ def _parse_cpu_seconds(platform: Any) -> float:
     return total
 
 
-def _cpu_ns(container: Any) -> int:
-    return int(container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"])
-
-
 def _database(platform: Any) -> tuple[int, int]:
     with platform.metadata_database() as conn, conn.cursor() as cur:
         cur.execute("SELECT pg_stat_clear_snapshot()")
@@ -75,11 +72,11 @@ def test_idle_cost(platform: Any) -> None:
     running = platform.airflow.get("/api/v2/dags/~/dagRuns?state=running&state=queued")
     assert running["total_entries"] == 0, "the platform is not idle"
     containers = {suffix: platform.container(suffix) for suffix in COMPONENTS}
-    cpu_before = {suffix: _cpu_ns(c) for suffix, c in containers.items()}
+    cpu_before = {suffix: bench.cpu_ns(c) for suffix, c in containers.items()}
     db_before = _database(platform)
     started = time.monotonic()
     time.sleep(WINDOW)
-    cpu_after = {suffix: _cpu_ns(c) for suffix, c in containers.items()}
+    cpu_after = {suffix: bench.cpu_ns(c) for suffix, c in containers.items()}
     db_after = _database(platform)
     minutes = (time.monotonic() - started) / 60
 
