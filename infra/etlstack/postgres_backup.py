@@ -111,7 +111,7 @@ class KubernetesPlatform:
     def start_airflow(self) -> list[Command]:
         # The pods wait for the migrations of their Airflow version before they start;
         # a backup from an older version needs the migration Job again: `pulumi up`.
-        scale = [
+        return [
             self._kubectl("scale", f"deployment/{component}", f"--replicas={replicas}")
             for component, replicas in (
                 ("airflow-api-server", self.api_server_replicas),
@@ -120,7 +120,6 @@ class KubernetesPlatform:
                 ("airflow-triggerer", 1),
             )
         ]
-        return scale
 
 
 Platform = DockerPlatform | KubernetesPlatform

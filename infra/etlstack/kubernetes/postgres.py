@@ -123,7 +123,6 @@ class Postgres(pulumi.ComponentResource):
             return
 
         namespace = args.namespace.output
-        self._image = args.image
         host = service_dns(NAME, args.namespace.name)
         passwords = {
             role: random.RandomPassword(
@@ -262,6 +261,7 @@ class Postgres(pulumi.ComponentResource):
             name,
             namespace,
             host,
+            args.image,
             settings,
             protected_claim(
                 f"{name}-backups",
@@ -294,6 +294,7 @@ class Postgres(pulumi.ComponentResource):
         name: str,
         namespace: pulumi.Input[str],
         host: str,
+        image: str,
         settings: PostgresSettings,
         claim: k8s.core.v1.PersistentVolumeClaim,
         password: k8s.core.v1.EnvVarArgs,
@@ -310,7 +311,7 @@ class Postgres(pulumi.ComponentResource):
         plain = postgres_backup.settings_environment(settings.backups, ("airflow", "warehouse"))
         spec = service_pod_spec(
             name=BACKUP,
-            image=self._image,
+            image=image,
             # The group the scheduler runs with (gid 0), so that it may read the backups.
             uid=POSTGRES_UID,
             gid=0,
