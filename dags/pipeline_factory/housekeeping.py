@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_fixed
 
 from pipeline_factory import PIPELINE_LABEL, TASK_LABEL
 from pipeline_factory.runtime import Runtime, load
@@ -480,6 +481,22 @@ class DiskUsage:
     volumes: dict[str, int]
 
 
+# The engine makes one disk-usage report at a time and refuses another meanwhile (an
+# operator's `docker system df`, say); the job waits for it rather than fail.
+ENGINE_BUSY = "a disk usage operation is already running"
+
+
+@retry(
+    retry=retry_if_exception(lambda error: ENGINE_BUSY in str(error)),
+    stop=stop_after_attempt(10),
+    wait=wait_fixed(3),
+    reraise=True,
+)
+def engine_disk_report(client: Any) -> Mapping[str, Any]:
+    """The Docker Engine's disk-usage report (GET /system/df)."""
+    return dict(client.df())
+
+
 def disk_usage(report: Mapping[str, Any]) -> DiskUsage:
     """What the Docker Engine's disk-usage report (GET /system/df) says is on its disk."""
     containers = report.get("Containers") or []
@@ -573,7 +590,7 @@ def _disk_usage(runtime: Runtime, now: datetime) -> None:
             "its use is for the storage provider to report"
         )
         return
-    usage = disk_usage(_docker_client(runtime).df())
+    usage = disk_usage(engine_disk_report(_docker_client(runtime)))
     log.info(
         "Docker's disk: %d images, %s; %d containers, %s; %d volumes, %s",
         usage.images,

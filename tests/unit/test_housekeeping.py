@@ -24,6 +24,7 @@ import pytest
 from kubernetes.client import models as k8s
 from pipeline_testing.postgres import throwaway_server
 from sqlalchemy.engine import make_url
+from tenacity import wait_none
 
 from etlstack import render
 from pipeline_factory import PIPELINE_LABEL, TASK_LABEL
@@ -31,6 +32,7 @@ from pipeline_factory.contract import Runtime
 from pipeline_factory.housekeeping import (
     BACKUP_FILES,
     BACKUP_NAME,
+    ENGINE_BUSY,
     MANIFEST,
     DiskUsage,
     Housekeeping,
@@ -38,6 +40,7 @@ from pipeline_factory.housekeeping import (
     check_backups,
     clean_metadata,
     disk_usage,
+    engine_disk_report,
     expired_containers,
     expired_pods,
     metadata_clean_command,
@@ -438,6 +441,27 @@ def test_disk_usage_reads_the_engines_report() -> None:
         containers_bytes=4096,
         volumes={"etlstack-local-registry-data": 5 * 2**20, "unmeasured": -1},
     )
+
+
+def test_the_disk_report_waits_while_the_engine_makes_another() -> None:
+    busy = RuntimeError(f"500 Server Error: Internal Server Error ({ENGINE_BUSY})")
+    answers: list[Any] = [busy, busy, {"LayersSize": 1}]
+
+    class Engine:
+        def df(self) -> Any:
+            answer = answers.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+    assert engine_disk_report.retry_with(wait=wait_none())(Engine()) == {"LayersSize": 1}
+
+    class Broken:
+        def df(self) -> Any:
+            raise RuntimeError("500 Server Error: something else")
+
+    with pytest.raises(RuntimeError, match="something else"):
+        engine_disk_report.retry_with(wait=wait_none())(Broken())
 
 
 # ---- metadata -------------------------------------------------------------------------
