@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from pathlib import PurePosixPath
 from typing import Any
 
 import pytest
@@ -52,6 +53,9 @@ def _scheduler_copy(platform: Any, value: str) -> Iterator[Any]:
         cap_drop=host["CapDrop"],
         security_opt=host["SecurityOpt"],
     )
+    # The benchmark's DAG files were copied into the running scheduler, not baked in.
+    dags, _ = source.get_archive(bench.DAGS_FOLDER)
+    copy.put_archive(str(PurePosixPath(bench.DAGS_FOLDER).parent), b"".join(dags))
     # Created on the default bridge; on the scheduler's own networks instead, under its
     # aliases (the Docker API proxy is reached on one of them).
     platform.client.networks.get("bridge").disconnect(copy)
