@@ -521,7 +521,9 @@ def _mib(size: int) -> str:
 
 def _metadata(runtime: Runtime, now: datetime) -> None:
     cutoff = now - timedelta(seconds=runtime.housekeeping.metadata_seconds)
-    clean_metadata(metadata_database_url(runtime.housekeeping.metadata_conn_id), cutoff)
+    database_url = metadata_database_url(runtime.housekeeping.metadata_conn_id)
+    clean_metadata(database_url, cutoff)
+    vacuum_metadata(database_url)
 
 
 def _task_logs(runtime: Runtime, now: datetime) -> None:
