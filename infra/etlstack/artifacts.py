@@ -51,8 +51,6 @@ class PlatformImages(pulumi.ComponentResource):
         self, name: str, args: PlatformImagesArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("etlstack:images:PlatformImages", name, None, opts)
-        # Each image's logical name derives from this one (see _image).
-        self._component_name = name
         pinned = args.config.settings.artifacts
         if pinned is not None:
             self.airflow = pulumi.Output.from_input(pinned[AIRFLOW])
@@ -66,6 +64,7 @@ class PlatformImages(pulumi.ComponentResource):
             self.dags_version = args.catalog.dags_version
             build_args = _build_args(args.config)
             self.airflow = self._image(
+                f"{name}-{AIRFLOW}",
                 AIRFLOW,
                 args,
                 repository=f"{REPOSITORY_PREFIX}/airflow",
@@ -78,6 +77,7 @@ class PlatformImages(pulumi.ComponentResource):
             )
             self.pipelines = {
                 pipeline.name: self._image(
+                    f"{name}-{pipeline.name}",
                     pipeline.name,
                     args,
                     repository=f"{REPOSITORY_PREFIX}/pipelines/{pipeline.name}",
@@ -92,6 +92,7 @@ class PlatformImages(pulumi.ComponentResource):
 
     def _image(
         self,
+        resource_name: str,
         artifact: str,
         args: PlatformImagesArgs,
         *,
@@ -103,7 +104,7 @@ class PlatformImages(pulumi.ComponentResource):
     ) -> pulumi.Output[str]:
         image_name = pulumi.Output.concat(args.registry.server, "/", repository, ":", tag)
         image = docker.Image(
-            f"{self._component_name}-{artifact}",
+            resource_name,
             image_name=image_name,
             build=docker.DockerBuildArgs(
                 # Relative paths: the same commit builds with the same inputs on every
