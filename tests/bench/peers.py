@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,10 @@ COMPONENTS = {
     "airflow-dag-processor": ["airflow", "dag-processor"],
 }
 
+PLATFORM = "platform"
 RAW_SOCKET = "raw socket"
 DOCKER_OPERATOR = "DockerOperator"
+DOCKER_RUN = "docker run"
 
 _HEADER = '''"""Benchmark peer ({way}): {tasks} runs of {pipeline}'s {task} task, as the talk runs them."""
 
@@ -199,6 +201,42 @@ class Peer:
                     container.pause()
 
 
+@dataclass(frozen=True)
+class Way:
+    """One way of running the benchmark's task: `run` does it once; `airflow` are the
+    containers whose CPU is the orchestration's; `context` pauses the others meanwhile."""
+
+    run: Callable[[], Any]
+    airflow: list[Any]
+    context: contextlib.AbstractContextManager[None]
+
+
+def ways(
+    platform: Platform,
+    peer: Peer,
+    *,
+    docker_run: Callable[[], Any],
+    through: Callable[[AirflowAPI, str], Callable[[], Any]],
+    platform_dag: str,
+    tasks: int,
+) -> dict[str, Way]:
+    """The four ways, each measured alone: `docker run`, the platform's `platform_dag`,
+    and the peer's DAG of `tasks` tasks launched each of its two ways; `through(airflow,
+    dag_id)` runs a DAG once."""
+    measured = {
+        DOCKER_RUN: Way(docker_run, [], platform_paused(platform)),
+        PLATFORM: Way(
+            through(platform.airflow, platform_dag),
+            bench.platform_airflow(platform),
+            contextlib.nullcontext(),
+        ),
+    }
+    for way in (RAW_SOCKET, DOCKER_OPERATOR):
+        dag = PeerDag(way, tasks)
+        measured[way] = Way(through(peer.airflow, dag.dag_id), peer.containers, peer.measured())
+    return measured
+
+
 def _environment(container: Any, replace: dict[str, str], drop: tuple[str, ...]) -> list[str]:
     kept = [
         pair
@@ -216,19 +254,16 @@ def _platform_network(platform: Platform) -> str:
     return shared
 
 
-def _create_database(platform: Platform, owner: str) -> None:
+def _maintain(platform: Platform, *statements: str) -> None:
+    """Run `statements` as PostgreSQL's superuser, each in a transaction of its own."""
     with contextlib.closing(platform.metadata_database()) as connection:
         connection.autocommit = True
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-            cursor.execute(f"CREATE DATABASE {DATABASE} OWNER {owner}")
+            for statement in statements:
+                cursor.execute(statement)
 
 
-def _drop_database(platform: Platform) -> None:
-    with contextlib.closing(platform.metadata_database()) as connection:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+DROP_DATABASE = f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"
 
 
 def _remove_peers(client: docker.DockerClient) -> None:
@@ -274,7 +309,7 @@ def peer_airflow(platform: Platform, dags: list[PeerDag]) -> Iterator[Peer]:
     socket_group = os.stat(SOCKET).st_gid
 
     _remove_peers(client)
-    _create_database(platform, str(database_url.username))
+    _maintain(platform, DROP_DATABASE, f"CREATE DATABASE {DATABASE} OWNER {database_url.username}")
     containers: list[Any] = []
     try:
         init = client.containers.run(
@@ -334,7 +369,7 @@ def peer_airflow(platform: Platform, dags: list[PeerDag]) -> Iterator[Peer]:
                 if container.status == "paused":
                     container.unpause()
         _remove_peers(client)
-        _drop_database(platform)
+        _maintain(platform, DROP_DATABASE)
         for path in folder.iterdir():
             path.unlink()
         folder.rmdir()

@@ -300,9 +300,25 @@ def _cgroup_seconds(path: Path) -> float:
     return int(usage.read_text()) / 1e9
 
 
-def cpu_ns(container: Any) -> int:
-    """The CPU a container has used so far, in nanoseconds, from the engine's stats."""
-    return int(container.stats(stream=False)["cpu_stats"]["cpu_usage"]["total_usage"])
+METADATA_DATABASE_ACTIVITY = (
+    "SELECT xact_commit + xact_rollback, tup_returned + tup_fetched "
+    "FROM pg_stat_database WHERE datname = 'airflow'"
+)
+
+
+def metadata_database_activity(platform: Platform) -> tuple[int, int]:
+    """Transactions and rows read on Airflow's database so far, by all its clients."""
+    with platform.metadata_database() as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(METADATA_DATABASE_ACTIVITY)
+        transactions, rows = cursor.fetchone()
+    connection.close()
+    return int(transactions), int(rows)
+
+
+def cpu_seconds(container: Any) -> float:
+    """The CPU a container has used so far, from its cgroup's accounting."""
+    return _cgroup_seconds(CONTAINERS_CGROUP / container.id)
 
 
 def _process_seconds(name: str) -> float:
@@ -342,7 +358,7 @@ class Cpu:
 def cpu(airflow_containers: list[Any]) -> Cpu:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return Cpu(
-        airflow=sum(_cgroup_seconds(CONTAINERS_CGROUP / c.id) for c in airflow_containers),
+        airflow=sum(cpu_seconds(c) for c in airflow_containers),
         containers=_cgroup_seconds(CONTAINERS_CGROUP),
         daemon=sum(_process_seconds(name) for name in DAEMONS),
         client=children.ru_utime + children.ru_stime,

@@ -8,7 +8,6 @@ it runs: the pool is what keeps a burst from overwhelming the daemon.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,8 +18,7 @@ from tests.bench import peers, report
 from tests.bench import platform_bench as bench
 from tests.bench.conftest import BURST_TASKS
 
-PLATFORM = "platform"
-DOCKER_RUN = "docker run"
+PLATFORM, DOCKER_RUN = peers.PLATFORM, peers.DOCKER_RUN
 
 
 @pytest.mark.bench
@@ -48,28 +46,25 @@ def test_burst_of_fifty_tasks(platform: Any, bench_dags: dict[str, str], peer: p
 
         return run
 
-    ways: dict[str, tuple[Any, list[Any], Any]] = {
-        DOCKER_RUN: (docker_run, [], peers.platform_paused(platform)),
-        PLATFORM: (
-            through(platform.airflow, bench_dags["burst"]),
-            bench.platform_airflow(platform),
-            contextlib.nullcontext(),
-        ),
-    }
-    for way in (peers.RAW_SOCKET, peers.DOCKER_OPERATOR):
-        dag = peers.PeerDag(way, BURST_TASKS)
-        ways[way] = (through(peer.airflow, dag.dag_id), peer.containers, peer.measured())
+    ways = peers.ways(
+        platform,
+        peer,
+        docker_run=docker_run,
+        through=through,
+        platform_dag=bench_dags["burst"],
+        tasks=BURST_TASKS,
+    )
 
     seconds: dict[str, float] = {}
     cpu: dict[str, dict[str, float]] = {}
     errors: dict[str, list[str]] = {}
     span = 0.0
-    for way, (run_once, airflow_containers, context) in ways.items():
-        with context:
+    for way, measured in ways.items():
+        with measured.context:
             since = bench.dockerd_log().stat().st_size
-            before = bench.cpu(airflow_containers)
-            result = run_once()
-            cpu[way] = bench.cpu(airflow_containers).per_task(before, BURST_TASKS)
+            before = bench.cpu(measured.airflow)
+            result = measured.run()
+            cpu[way] = bench.cpu(measured.airflow).per_task(before, BURST_TASKS)
             errors[way] = bench.daemon_errors(since)
         seconds[way] = result.seconds if isinstance(result, bench.TimedRun) else result
         if way == PLATFORM:

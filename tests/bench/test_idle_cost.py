@@ -21,10 +21,6 @@ COMPONENTS = (
     "airflow-triggerer",
     "postgres",
 )
-TRANSACTIONS = (
-    "SELECT xact_commit + xact_rollback, tup_returned + tup_fetched "
-    "FROM pg_stat_database WHERE datname = 'airflow'"
-)
 
 
 PARSE_CPU = """
@@ -58,30 +54,21 @@ def _parse_cpu_seconds(platform: Any) -> float:
     return total
 
 
-def _database(platform: Any) -> tuple[int, int]:
-    with platform.metadata_database() as conn, conn.cursor() as cur:
-        cur.execute("SELECT pg_stat_clear_snapshot()")
-        cur.execute(TRANSACTIONS)
-        transactions, rows = cur.fetchone()
-    conn.close()
-    return int(transactions), int(rows)
-
-
 @pytest.mark.bench
 def test_idle_cost(platform: Any) -> None:
     running = platform.airflow.get("/api/v2/dags/~/dagRuns?state=running&state=queued")
     assert running["total_entries"] == 0, "the platform is not idle"
     containers = {suffix: platform.container(suffix) for suffix in COMPONENTS}
-    cpu_before = {suffix: bench.cpu_ns(c) for suffix, c in containers.items()}
-    db_before = _database(platform)
+    cpu_before = {suffix: bench.cpu_seconds(c) for suffix, c in containers.items()}
+    db_before = bench.metadata_database_activity(platform)
     started = time.monotonic()
     time.sleep(WINDOW)
-    cpu_after = {suffix: bench.cpu_ns(c) for suffix, c in containers.items()}
-    db_after = _database(platform)
+    cpu_after = {suffix: bench.cpu_seconds(c) for suffix, c in containers.items()}
+    db_after = bench.metadata_database_activity(platform)
     minutes = (time.monotonic() - started) / 60
 
     figures: dict[str, Any] = {
-        f"{suffix}: CPU s per idle minute": (cpu_after[suffix] - cpu_before[suffix]) / 1e9 / minutes
+        f"{suffix}: CPU s per idle minute": (cpu_after[suffix] - cpu_before[suffix]) / minutes
         for suffix in COMPONENTS
     }
     figures["metadata database: transactions per idle minute"] = (

@@ -30,7 +30,6 @@ SETTING = "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME"
 VALUES = ("0.5", "0.25")
 ROUNDS = 5
 IDLE_SECONDS = 60
-TRANSACTIONS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = 'airflow'"
 
 
 @contextlib.contextmanager
@@ -70,30 +69,23 @@ def _scheduler_copy(platform: Any, value: str) -> Iterator[Any]:
         copy.remove(force=True)
 
 
-def _transactions(platform: Any) -> int:
-    with (
-        contextlib.closing(platform.airflow_database()) as connection,
-        connection.cursor() as cursor,
-    ):
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(TRANSACTIONS)
-        return int(cursor.fetchone()[0])
-
-
 def _measure(platform: Any, dag_id: str, scheduler: Any) -> dict[str, float]:
     # The first run waits for the scheduler to start; the rounds after it are measured.
     bench.timed_run(platform.airflow, dag_id)
     seconds = [bench.timed_run(platform.airflow, dag_id).seconds for _ in range(ROUNDS)]
     time.sleep(5)  # the last run's loose ends (its run closed, its process reaped)
-    cpu_before, transactions_before = bench.cpu_ns(scheduler), _transactions(platform)
+    cpu_before, transactions_before = (
+        bench.cpu_seconds(scheduler),
+        bench.metadata_database_activity(platform)[0],
+    )
     started = time.monotonic()
     time.sleep(IDLE_SECONDS)
     minutes = (time.monotonic() - started) / 60
     return {
         "one task, median s": report.median(seconds),
-        "scheduler CPU s per idle minute": (bench.cpu_ns(scheduler) - cpu_before) / 1e9 / minutes,
+        "scheduler CPU s per idle minute": (bench.cpu_seconds(scheduler) - cpu_before) / minutes,
         "metadata database transactions per idle minute": (
-            _transactions(platform) - transactions_before
+            bench.metadata_database_activity(platform)[0] - transactions_before
         )
         / minutes,
     }

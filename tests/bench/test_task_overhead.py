@@ -14,7 +14,6 @@ CPU per task comes from the containers' CPU accounting over all rounds of a way.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -24,8 +23,7 @@ from tests.bench import peers, report
 from tests.bench import platform_bench as bench
 
 ROUNDS = 5
-PLATFORM = "platform"
-DOCKER_RUN = "docker run"
+PLATFORM, DOCKER_RUN = peers.PLATFORM, peers.DOCKER_RUN
 
 
 @pytest.mark.bench
@@ -39,28 +37,25 @@ def test_task_overhead(platform: Any, bench_dags: dict[str, str], peer: peers.Pe
     def through(airflow: Any, dag_id: str) -> Callable[[], bench.TimedRun | float]:
         return lambda: bench.timed_run(airflow, dag_id)
 
-    ways: dict[str, tuple[Callable[[], Any], list[Any], Any]] = {
-        DOCKER_RUN: (docker_run, [], peers.platform_paused(platform)),
-        PLATFORM: (
-            through(platform.airflow, bench_dags["overhead"]),
-            bench.platform_airflow(platform),
-            contextlib.nullcontext(),
-        ),
-    }
-    for way in (peers.RAW_SOCKET, peers.DOCKER_OPERATOR):
-        dag = peers.PeerDag(way, 1)
-        ways[way] = (through(peer.airflow, dag.dag_id), peer.containers, peer.measured())
+    ways = peers.ways(
+        platform,
+        peer,
+        docker_run=docker_run,
+        through=through,
+        platform_dag=bench_dags["overhead"],
+        tasks=1,
+    )
 
     seconds: dict[str, list[float]] = {}
     cpu: dict[str, dict[str, float]] = {}
     breakdown: dict[str, list[float]] = {"queued": [], "waiting": [], "task": []}
-    for way, (run_once, airflow_containers, context) in ways.items():
-        with context:
+    for way, measured in ways.items():
+        with measured.context:
             # One first: image layers in the page cache, the DAG parsed once by a task.
-            run_once()
-            before = bench.cpu(airflow_containers)
-            samples = [run_once() for _ in range(ROUNDS)]
-            cpu[way] = bench.cpu(airflow_containers).per_task(before, ROUNDS)
+            measured.run()
+            before = bench.cpu(measured.airflow)
+            samples = [measured.run() for _ in range(ROUNDS)]
+            cpu[way] = bench.cpu(measured.airflow).per_task(before, ROUNDS)
         seconds[way] = [s.seconds if isinstance(s, bench.TimedRun) else s for s in samples]
         if way == PLATFORM:
             for run in samples:
