@@ -32,6 +32,7 @@ API_SERVER_PORT = 8080
 SCHEDULER_HEALTH_PORT = 8974
 ORPHANED_TASKS_CHECK_SECONDS = 60
 DAG_FOLDER_SCAN_SECONDS = 30
+SCHEDULER_IDLE_SLEEP_SECONDS = 0.25
 # Where Airflow writes task logs (its default base_log_folder), on a volume of its own,
 # and where the scheduler sees the backups of the platform's PostgreSQL, read-only.
 TASK_LOGS_DIRECTORY = "/opt/airflow/logs"
@@ -151,6 +152,11 @@ def airflow_environment(
         # DAGs are baked into the image, so new files appear in a running container only
         # when copied in by hand; a scan of the folder every 30 s is a directory listing.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_FOLDER_SCAN_SECONDS),
+        # A triggered run waits for the scheduler's next loop to start, and a finished
+        # task for the next one to close its run: at Airflow's 1 s sleep between idle
+        # loops a lone task waited 0.8 s more than at 0.25 s, for 3 CPU-seconds and
+        # about 1,600 read-only queries more per idle minute.
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": str(SCHEDULER_IDLE_SLEEP_SECONDS),
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(SCHEDULER_HEALTH_PORT),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
         # Read by the DAG factory (dags/pipeline_factory): how tasks are launched here
