@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make up        bring up the local platform (needs the pulumi CLI and Docker)"
 	@echo "make test      lint, type-check, unit tests and the end-to-end run"
-	@echo "make unit      the fast tests only (mock runtime, no Docker)"
+	@echo "make unit      the fast tests only (mock runtime; the Docker API proxy's need a Docker Engine)"
 	@echo "make lint      ruff, shellcheck, hadolint, yamllint and shebangs (as the pre-commit hooks)"
 	@echo "make e2e       the end-to-end run on a real Docker Engine"
 	@echo "make bench     benchmarks on the real platform; writes BENCHMARKS.md"

@@ -97,6 +97,9 @@ def _docker_task(
         "pool": runtime.pool,
         "command": command,
         "docker_url": runtime.docker.url,
+        # The one version the Docker API proxy takes a create at.
+        "api_version": runtime.docker.api_version,
+        "docker_settings": runtime.docker,
         "network_mode": runtime.docker.network,
         "user": f"{TASK_UID}:{TASK_GID}",
         "cpus": cpu_cores(runtime.cpu),

@@ -10,6 +10,7 @@ and the Pulumi program loads this one file by its path (importing the pipeline_f
 package would import Airflow).
 """
 
+import re
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -28,6 +29,41 @@ Target = Literal["docker", "kubernetes"]
 TARGETS: tuple[Target, ...] = ("docker", "kubernetes")
 # Every setting is a name the platform chose; an empty one is as good as none.
 Setting = Annotated[str, StringConstraints(min_length=1)]
+
+
+ENV = "ETLSTACK_RUNTIME"
+
+
+class RuntimeSettingsError(ValueError):
+    """ETLSTACK_RUNTIME is missing or malformed; the message says which key and how."""
+
+
+# Parsed here rather than with kubernetes.utils.parse_quantity: importing the kubernetes
+# client costs every DAG parse (and every task process) about 0.5 s of CPU, measured.
+_CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
+_MEMORY = re.compile(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?")
+_MEMORY_UNITS = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_MEMORY_UNITS |= {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def cpu_cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("1", "0.5", "500m") in cores."""
+    match = _CPU.fullmatch(quantity)
+    if not match or float(match.group(1)) == 0:
+        raise RuntimeSettingsError(
+            f"{ENV} taskResources.cpu {quantity!r} is not a CPU quantity such as '1' or '500m'"
+        )
+    return float(match.group(1)) / (1000 if match.group(2) else 1)
+
+
+def memory_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity ("512Mi", "1G", "1048576") in bytes."""
+    match = _MEMORY.fullmatch(quantity)
+    if not match or int(match.group(1)) == 0:
+        raise RuntimeSettingsError(
+            f"{ENV} taskResources.memory {quantity!r} is not a memory quantity such as '512Mi'"
+        )
+    return int(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""]
 
 
 class PipelineNotDeployed(LookupError):
@@ -49,6 +85,14 @@ class DockerSettings(_Contract):
     url: Setting
     network: Setting
     warehouse_conn_id: Setting
+    # What the Docker API proxy takes of a task container (infra/etlstack/docker/
+    # docker_api_proxy.py, TaskContainerRules): the client's API version, the name
+    # prefix, the process limit and the log's bounds.
+    api_version: Setting
+    task_container_prefix: Setting
+    pids_limit: PositiveInt
+    log_max_bytes: PositiveInt
+    log_max_files: PositiveInt
     # The volume of the registry the stack runs (none with an external registry).
     registry_volume: Setting | None = None
 

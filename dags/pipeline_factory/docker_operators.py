@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any, Protocol
@@ -12,6 +13,7 @@ from airflow.providers.docker.exceptions import DockerContainerFailedException
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.sdk import BaseHook, Context
 
+from pipeline_factory.contract import DockerSettings
 from pipeline_factory.refusal import ExpectRefusal
 
 
@@ -32,13 +34,18 @@ class _TaskLog(Protocol):
 
 
 class _ConfinedClient:
-    """The Docker API client, adding the platform's confinement to every container, and
-    keeping the containers that failed.
+    """The Docker API client, adding the platform's confinement to every container,
+    naming it as the Docker API proxy requires, and keeping the containers that failed.
 
     DockerOperator turns `cpus` into CPU *shares*, a relative weight that limits
-    nothing; a real limit needs NanoCpus. It has no parameter for that, nor for
-    dropping capabilities or forbidding privilege gains (setuid binaries in the
-    image), so these are added where it builds the host config.
+    nothing; a real limit needs NanoCpus. It has no parameter for that, nor for a
+    process limit, dropping capabilities, forbidding privilege gains (setuid binaries in
+    the image), the container's own cgroup namespace or a log of bounded type, so these
+    are added where it builds the host config. The proxy refuses a create without them.
+
+    The proxy reaches only containers named as task containers (the stack's prefix and
+    32 hex digits), so each container gets such a name, and the operator is handed that
+    name as the container's "Id" for every later call (attach, start, wait, remove).
 
     Its auto_remove="success" removes the container whatever its exit status (the
     removal is in a `finally`); a failed one is kept here instead, for `docker logs`
@@ -46,18 +53,37 @@ class _ConfinedClient:
     housekeeping.failedTaskContainers.
     """
 
-    def __init__(self, client: Any, nano_cpus: int, log: _TaskLog | None = None) -> None:
+    def __init__(
+        self, client: Any, nano_cpus: int, settings: DockerSettings, log: _TaskLog | None = None
+    ) -> None:
+        from docker.types import LogConfig
+
         self._client = client
         self._log: _TaskLog = log or logging.getLogger(__name__)
+        self._name_prefix = settings.task_container_prefix
         self._failed: set[str] = set()
         self._confinement = {
             "nano_cpus": nano_cpus,
+            "pids_limit": settings.pids_limit,
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges"],
+            "cgroupns": "private",
+            "log_config": LogConfig(
+                type=LogConfig.types.JSON,
+                config={
+                    "max-size": str(settings.log_max_bytes),
+                    "max-file": str(settings.log_max_files),
+                },
+            ),
         }
 
     def create_host_config(self, **kwargs: Any) -> Any:
         return self._client.create_host_config(**{**kwargs, **self._confinement})
+
+    def create_container(self, *args: Any, **kwargs: Any) -> Any:
+        name = f"{self._name_prefix}{uuid.uuid4().hex}"
+        created = self._client.create_container(*args, **{**kwargs, "name": name})
+        return {**created, "Id": name}
 
     def wait(self, container: Any, *args: Any, **kwargs: Any) -> Any:
         result = self._client.wait(container, *args, **kwargs)
@@ -101,14 +127,15 @@ class ConfinedDockerOperator(DockerOperator):
     # file next to the DAG, which DockerOperator would otherwise look for.
     template_ext: Sequence[str] = ()
 
-    def __init__(self, *, nano_cpus: int, **kwargs: Any) -> None:
+    def __init__(self, *, nano_cpus: int, docker_settings: DockerSettings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.nano_cpus = nano_cpus
+        self.docker_settings = docker_settings
 
     @cached_property
     def cli(self) -> Any:
         # One client per task: it remembers which of its containers failed.
-        return _ConfinedClient(self.hook.api_client, self.nano_cpus, self.log)
+        return _ConfinedClient(self.hook.api_client, self.nano_cpus, self.docker_settings, self.log)
 
 
 class PipelineDockerOperator(ConfinedDockerOperator):

@@ -225,22 +225,30 @@ def expired_containers(
     ]
 
 
-def remove_failed_containers(client: Any, cutoff: datetime) -> list[str]:
+def remove_failed_containers(client: Any, cutoff: datetime, name_prefix: str) -> list[str]:
     """Removes the exited task containers that finished before `cutoff`, with their
-    anonymous volumes; `client` is docker's APIClient. Returns their names."""
+    anonymous volumes; `client` is docker's APIClient. Returns their names.
+
+    Task containers by their name (`name_prefix`), the only ones the Docker API proxy
+    reaches: a labelled container named otherwise was not made by the platform's launch.
+    """
     from docker.errors import NotFound
 
     listed = client.containers(
         all=True, filters={"label": PIPELINE_LABEL["docker"], "status": "exited"}
     )
+    names = [
+        name.lstrip("/")
+        for container in listed
+        for name in container.get("Names") or []
+        if name.lstrip("/").startswith(name_prefix)
+    ]
     removed = []
-    for container in expired_containers(
-        (client.inspect_container(c["Id"]) for c in listed), cutoff
-    ):
+    for container in expired_containers((client.inspect_container(n) for n in names), cutoff):
         labels = container["Config"]["Labels"]
         name = container["Name"].lstrip("/")
         try:
-            client.remove_container(container["Id"], v=True)
+            client.remove_container(name, v=True)
         except NotFound:
             log.info("Container %s is gone already", name)
             continue
@@ -553,7 +561,9 @@ def _docker_client(runtime: Runtime) -> Any:
 def _failed_task_containers(runtime: Runtime, now: datetime) -> None:
     cutoff = now - timedelta(seconds=runtime.housekeeping.failed_task_containers_seconds)
     if runtime.docker is not None:
-        removed = remove_failed_containers(_docker_client(runtime), cutoff)
+        removed = remove_failed_containers(
+            _docker_client(runtime), cutoff, runtime.docker.task_container_prefix
+        )
         what = "containers"
     else:
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook

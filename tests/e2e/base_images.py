@@ -30,12 +30,14 @@ REPOSITORY = "etlstack-e2e"
 MIRROR = "http://deb.debian.org/debian"
 
 # The stack's image setting each stand-in replaces, and the Debian suite it is built on:
-# trixie (Debian 13) for PostgreSQL 17, the major the stack pins; bookworm (Debian 12)
-# for the rest, whose Python 3.11 is the stack's Python base.
+# trixie (Debian 13) where the stack pins a major only it ships: PostgreSQL 17, and
+# HAProxy 3.0 (bookworm's is 2.6), so the proxy's configuration is checked on the major
+# it is deployed with (its unit tests run this stand-in too: tests/support/haproxy.py);
+# bookworm (Debian 12) for the rest, whose Python 3.11 is the stack's Python base.
 STAND_INS = {
     "postgres": ("postgres", "trixie"),
     "registry": ("registry", "bookworm"),
-    "dockerProxy": ("haproxy", "bookworm"),
+    "dockerProxy": ("haproxy", "trixie"),
     "pythonBase": ("python", "bookworm"),
 }
 
@@ -132,6 +134,12 @@ def _stand_in(client: docker.DockerClient, base: str, name: str) -> str:
         tail = "".join(str(line.get("stream", line.get("error", ""))) for line in error.build_log)
         raise RuntimeError(f"building the {name} stand-in failed:\n{tail[-4000:]}") from None
     return reference
+
+
+def stand_in(client: docker.DockerClient, setting: str) -> str:
+    """The stand-in for one image setting (a key of STAND_INS), built unless cached."""
+    name, suite = STAND_INS[setting]
+    return _stand_in(client, _base(client, suite), name)
 
 
 def ensure(client: docker.DockerClient) -> dict[str, str]:

@@ -29,6 +29,7 @@ import pytest
 from harness import PROJECT_ROOT, Platform, http_status, log
 
 from etlstack import render
+from pipeline_factory.contract import cpu_cores, memory_bytes
 from tests.support.polling import until
 
 pytestmark = pytest.mark.e2e
@@ -123,7 +124,7 @@ try:
     with urllib.request.urlopen(request, timeout=30) as response:
         print(response.status)
 except urllib.error.HTTPError as error:
-    print(error.read()[:300].decode(errors="replace").replace("\\n", " "))
+    print(error.read()[:1000].decode(errors="replace").replace("\\n", " "))
     print(error.code)
 """
 
@@ -273,8 +274,13 @@ def test_smoke_dag_refusal_is_refused_by_the_proxy(platform: Platform, smoke_dag
     probes = sorted(t["task_id"] for t in tasks if t["task_id"].endswith("_refused"))
     # Every launch the platform must refuse was refused by the proxy, not one of them.
     assert probes == ["host_mount_refused", "privileged_container_refused"], probes
+    # Each refused for its own escape, by the rule that names it, not for something else.
+    rules = {
+        "host_mount_refused": "HostConfig.Mounts[0]",
+        "privileged_container_refused": "HostConfig.Privileged must be absent",
+    }
     for probe in probes:
-        assert "403" in logs[probe] and "Forbidden" in logs[probe], (
+        assert "403" in logs[probe] and rules[probe] in logs[probe], (
             f"{probe}: {logs[probe][-2000:]}"
         )
     # A probe succeeds only when refused, and the allowed task must run: all green.
@@ -282,46 +288,57 @@ def test_smoke_dag_refusal_is_refused_by_the_proxy(platform: Platform, smoke_dag
     log.info("smoke run %s: %s; refused: %s", run_id, run["state"], probes)
 
 
+PROXY_REFUSAL = "refused by the Docker API proxy: "
+# Containers an end-to-end create through the proxy makes carry this label.
+E2E_LABEL = "org.etlstack.e2e"
+
+
+def _task_body(runtime: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """A create body as the platform's launch makes it, from the stack's runtime settings,
+    with HostConfig fields changed."""
+    launch = runtime["docker"]
+    resources = runtime["taskResources"]
+    return {
+        "Image": runtime["pipelineImages"]["platform-smoke"],
+        "Cmd": ["true"],
+        "User": "10001:10001",
+        "Labels": {E2E_LABEL: "proxy"},
+        "HostConfig": {
+            "NetworkMode": launch["network"],
+            "Memory": memory_bytes(resources["memory"]),
+            "NanoCpus": round(cpu_cores(resources["cpu"]) * 1e9),
+            "PidsLimit": launch["pidsLimit"],
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "CgroupnsMode": "private",
+            "LogConfig": {
+                "Type": "json-file",
+                "Config": {
+                    "max-size": str(launch["logMaxBytes"]),
+                    "max-file": str(launch["logMaxFiles"]),
+                },
+            },
+            **changes,
+        },
+    }
+
+
+def _e2e_containers(platform: Platform) -> list[Any]:
+    return list(platform.client.containers.list(all=True, filters={"label": E2E_LABEL}))
+
+
 def test_proxy_refuses_calls_outside_its_allowlist(platform: Platform) -> None:
     # The proxy answers (so a 403 below is its decision, not an outage).
     assert _proxy_status(platform, "GET", "/v1.41/_ping") == 200
     own_id = platform.container("airflow-scheduler").id
-    assert (
-        _proxy_status(
-            platform, "POST", f"/v1.41/containers/{own_id}/exec", json.dumps({"Cmd": ["id"]})
-        )
-        == 403
+    status, answer = _proxy_answer(
+        platform, "POST", f"/v1.41/containers/{own_id}/exec", json.dumps({"Cmd": ["id"]})
     )
-    assert (
-        _proxy_status(
-            platform, "POST", "/v1.41/networks/create", json.dumps({"Name": "e2e-should-not-exist"})
-        )
-        == 403
+    assert (status, PROXY_REFUSAL in answer) == (403, True), answer
+    status, answer = _proxy_answer(
+        platform, "POST", "/v1.41/networks/create", json.dumps({"Name": "e2e-should-not-exist"})
     )
-    # A create the proxy accepts, and the same with Privileged: only that makes the 403.
-    runtime = json.loads(platform.env("airflow-scheduler")["ETLSTACK_RUNTIME"])
-    task_container = {
-        "Image": runtime["pipelineImages"]["platform-smoke"],
-        "Cmd": ["true"],
-        "User": "10001:10001",
-        "Labels": {"org.etlstack.e2e": "proxy-control"},
-        "HostConfig": {"NetworkMode": runtime["docker"]["network"]},
-    }
-    privileged = {
-        **task_container,
-        "HostConfig": {**task_container["HostConfig"], "Privileged": True},
-    }
-    assert (
-        _proxy_status(platform, "POST", "/v1.41/containers/create", json.dumps(privileged)) == 403
-    )
-    assert (
-        _proxy_status(platform, "POST", "/v1.41/containers/create", json.dumps(task_container))
-        == 201
-    )
-    created = platform.client.containers.list(all=True, filters={"label": "org.etlstack.e2e"})
-    assert len(created) == 1, "the privileged create made a container, or the control did not"
-    assert created[0].attrs["HostConfig"]["Privileged"] is False
-    created[0].remove(force=True)
+    assert (status, "not one running a pipeline task needs" in answer) == (403, True), answer
     assert not platform.client.networks.list(names=["e2e-should-not-exist"])
     # Pulls: from the platform's registry they reach the engine (which then asks the
     # registry); from anywhere else, the host's loopback included, the proxy says no.
@@ -329,18 +346,116 @@ def test_proxy_refuses_calls_outside_its_allowlist(platform: Platform) -> None:
     status, answer = _proxy_answer(
         platform, "POST", f"/v1.41/images/create?fromImage={registry}/x&tag=1"
     )
-    # HAProxy's own refusal page says "Request forbidden by administrative rules".
-    assert "administrative rules" not in answer, (status, answer)
+    assert PROXY_REFUSAL not in answer, (status, answer)
     engine_port = platform.overrides["docker"]["ports"]["airflow"]
     for elsewhere in (f"127.0.0.1:{engine_port}/x", "docker.io/library/alpine"):
         status, answer = _proxy_answer(
             platform, "POST", f"/v1.41/images/create?fromImage={elsewhere}&tag=1"
         )
-        assert (status, "administrative rules" in answer) == (403, True), (elsewhere, answer)
-    assert (
-        _proxy_status(platform, "POST", "/v1.41/auth", json.dumps({"serveraddress": registry}))
-        == 403
+        assert (status, "only from the platform registry" in answer) == (403, True), answer
+    status, answer = _proxy_answer(
+        platform, "POST", "/v1.41/auth", json.dumps({"serveraddress": registry})
     )
+    assert (status, PROXY_REFUSAL in answer) == (403, True), answer
+
+
+def test_proxy_creates_only_what_the_engine_will_read_as_a_confined_task(
+    platform: Platform,
+) -> None:
+    runtime = json.loads(platform.env("airflow-scheduler")["ETLSTACK_RUNTIME"])
+    prefix = runtime["docker"]["taskContainerPrefix"]
+    version = runtime["docker"]["apiVersion"]
+    named = f"/v{version}/containers/create?name={prefix}"
+    hostile = {
+        "privileged": (_task_body(runtime, Privileged=True), "HostConfig.Privileged"),
+        # The old proxy looked for the network setting anywhere in the text: here the
+        # engine would read no network mode and put the task on the default bridge.
+        "network mode outside the host config": (
+            {
+                **_task_body(runtime),
+                "NetworkMode": runtime["docker"]["network"],
+                "HostConfig": {
+                    k: v for k, v in _task_body(runtime)["HostConfig"].items() if k != "NetworkMode"
+                },
+            },
+            "NetworkMode is not a setting",
+        ),
+        "no process limit": (
+            {
+                **_task_body(runtime),
+                "HostConfig": {
+                    k: v for k, v in _task_body(runtime)["HostConfig"].items() if k != "PidsLimit"
+                },
+            },
+            "HostConfig.PidsLimit",
+        ),
+        "the image's default user": (
+            {k: v for k, v in _task_body(runtime).items() if k != "User"},
+            "User must be a numeric user",
+        ),
+        "the host's cgroup namespace": (
+            _task_body(runtime, CgroupnsMode="host"),
+            "HostConfig.CgroupnsMode",
+        ),
+    }
+    for what, (body, rule) in hostile.items():
+        status, answer = _proxy_answer(platform, "POST", named + "a" * 32, json.dumps(body))
+        assert (status, rule in answer) == (403, True), (what, answer)
+    # A body written to be read two ways: a second HostConfig key in another case.
+    text = json.dumps(_task_body(runtime))[:-1] + ', "hostconfig": {"Privileged": true}}'
+    status, answer = _proxy_answer(platform, "POST", named + "b" * 32, text)
+    assert (status, "appears twice" in answer) == (403, True), answer
+    # The right body at another API version, or under another name.
+    valid = json.dumps(_task_body(runtime))
+    for path in (
+        f"/v1.40/containers/create?name={prefix}{'c' * 32}",
+        f"/v{version}/containers/create?name=etlstack-e2e-anything",
+    ):
+        status, answer = _proxy_answer(platform, "POST", path, valid)
+        assert (status, "API version of the platform client" in answer) == (403, True), answer
+    assert not _e2e_containers(platform), "a refused create made a container"
+
+    # The control: the same launch, as the platform makes it, is created, and the engine
+    # reads it as the proxy judged it.
+    name = f"{prefix}{'d' * 32}"
+    status, answer = _proxy_answer(platform, "POST", named + "d" * 32, valid)
+    assert status == 201, answer
+    try:
+        (created,) = _e2e_containers(platform)
+        host = created.attrs["HostConfig"]
+        assert created.name == name
+        assert host["NetworkMode"] == runtime["docker"]["network"]
+        assert (host["Privileged"], host["CgroupnsMode"]) == (False, "private")
+        assert host["PidsLimit"] == runtime["docker"]["pidsLimit"]
+        assert host["LogConfig"]["Type"] == "json-file"
+        assert created.attrs["Config"]["User"] == "10001:10001"
+    finally:
+        for container in _e2e_containers(platform):
+            container.remove(force=True)
+
+
+def test_proxy_reaches_only_the_platforms_task_containers(platform: Platform) -> None:
+    postgres = platform.container("postgres")
+    started_at = postgres.attrs["State"]["StartedAt"]
+    for method, call in [
+        ("POST", "stop"),
+        ("POST", "kill"),
+        ("GET", "json"),
+        ("GET", "logs?stdout=1&stderr=1"),
+        ("DELETE", ""),
+    ]:
+        for target in (postgres.name, postgres.id):
+            path = f"/v1.41/containers/{target}" + (f"/{call}" if call else "")
+            status, answer = _proxy_answer(platform, method, path)
+            assert (status, "only the platform task containers" in answer) == (403, True), (
+                path,
+                answer,
+            )
+            # The refusal says nothing of the container: no environment, no secrets.
+            assert "POSTGRES" not in answer
+    postgres.reload()
+    assert postgres.status == "running"
+    assert postgres.attrs["State"]["StartedAt"] == started_at
 
 
 def test_broken_dag_file_is_an_import_error_and_others_keep_running(

@@ -177,12 +177,8 @@ def _created(proxy: Proxy, since: int) -> list[dict[str, Any]]:
 def _through(settings: Runtime, proxy: Proxy) -> Runtime:
     """The local stack's runtime, with the Docker URL pointed at the test proxy."""
     assert settings.docker is not None
-    docker = settings.docker.__class__(
-        url=f"tcp://127.0.0.1:{proxy.port}",
-        network=settings.docker.network,
-        warehouse_conn_id=settings.docker.warehouse_conn_id,
-    )
-    return settings.__class__(**{**settings.__dict__, "docker": docker})
+    docker = settings.docker.model_copy(update={"url": f"tcp://127.0.0.1:{proxy.port}"})
+    return settings.model_copy(update={"docker": docker})
 
 
 def test_docker_task_runs_through_the_proxy_confined(

@@ -13,9 +13,20 @@ from unittest import mock
 import pytest
 from airflow.providers.docker.exceptions import DockerContainerFailedException
 
+from pipeline_factory.contract import DockerSettings
 from pipeline_factory.docker_operators import _ConfinedClient
 
 LIMIT = 512 * 1024 * 1024
+SETTINGS = DockerSettings(
+    url="tcp://docker-api-proxy:2375",
+    network="etlstack-local-pipelines",
+    warehouse_conn_id="warehouse",
+    api_version="1.41",
+    task_container_prefix="etlstack-local-task-",
+    pids_limit=1024,
+    log_max_bytes=10_000_000,
+    log_max_files=3,
+)
 
 
 def _engine(status: int, oom_killed: bool) -> mock.Mock:
@@ -29,7 +40,7 @@ def _engine(status: int, oom_killed: bool) -> mock.Mock:
 
 
 def test_a_container_killed_by_its_memory_limit_is_named_as_such() -> None:
-    client = _ConfinedClient(_engine(137, oom_killed=True), nano_cpus=10**9)
+    client = _ConfinedClient(_engine(137, oom_killed=True), nano_cpus=10**9, settings=SETTINGS)
     with pytest.raises(DockerContainerFailedException) as failure:
         client.wait("c0ffee")
     message = str(failure.value)
@@ -41,7 +52,10 @@ def test_a_container_killed_by_its_memory_limit_is_named_as_such() -> None:
 @pytest.mark.parametrize(("status", "inspected"), [(0, False), (1, True), (137, True)])
 def test_other_exits_are_left_to_dockeroperator(status: int, inspected: bool) -> None:
     engine = _engine(status, oom_killed=False)
-    assert _ConfinedClient(engine, nano_cpus=10**9).wait("c0ffee")["StatusCode"] == status
+    assert (
+        _ConfinedClient(engine, nano_cpus=10**9, settings=SETTINGS).wait("c0ffee")["StatusCode"]
+        == status
+    )
     assert engine.inspect_container.called is inspected
 
 
@@ -50,7 +64,7 @@ def test_a_failed_container_is_kept_for_inspection_a_successful_one_removed(
     status: int, removed: bool
 ) -> None:
     engine = _engine(status, oom_killed=False)
-    client = _ConfinedClient(engine, nano_cpus=10**9)
+    client = _ConfinedClient(engine, nano_cpus=10**9, settings=SETTINGS)
     client.wait("c0ffee")
     # What DockerOperator's auto_remove="success" does after every run, failed or not.
     client.remove_container("c0ffee")

@@ -27,6 +27,7 @@ from etlstack.airflow_settings import (
 )
 from etlstack.config import StackConfig
 from etlstack.docker import postgres
+from etlstack.docker.docker_api_proxy import TaskContainerRules
 from etlstack.docker.logs import ROTATED_LOGS
 
 API_SERVER = "airflow-api-server"
@@ -53,6 +54,8 @@ class AirflowArgs:
     docker_api_network: pulumi.Input[str]
     pipelines_network: str
     docker_api_url: str
+    # What the proxy takes of a task container; the platform's launch follows it.
+    task_rules: TaskContainerRules
     postgres: postgres.Postgres
     docker_api_proxy: pulumi.Resource
     public_url: str
@@ -82,6 +85,7 @@ class Airflow(pulumi.ComponentResource):
                 "url": args.docker_api_url,
                 "network": args.pipelines_network,
                 "warehouseConnId": WAREHOUSE_CONN_ID,
+                **args.task_rules.launch_settings(),
                 # Housekeeping reports its size.
                 **({"registryVolume": args.registry_volume} if args.registry_volume else {}),
             },

@@ -7,11 +7,16 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
+from etlstack.airflow_settings import runtime_contract
 from etlstack.artifacts import PlatformImages, PlatformImagesArgs
 from etlstack.catalog import Catalog
 from etlstack.config import StackConfig
 from etlstack.docker.airflow import Airflow, AirflowArgs
-from etlstack.docker.docker_api_proxy import DockerApiProxy, DockerApiProxyArgs
+from etlstack.docker.docker_api_proxy import (
+    DockerApiProxy,
+    DockerApiProxyArgs,
+    TaskContainerRules,
+)
 from etlstack.docker.network import PlatformNetworks, PlatformNetworksArgs
 from etlstack.docker.postgres import Postgres, PostgresArgs
 from etlstack.docker.registry import Registry, RegistryArgs, published_host, registry_host
@@ -98,15 +103,23 @@ class DockerPlatform(pulumi.ComponentResource):
                 ),
             ),
         )
+        contract = runtime_contract(config.project_root)
+        task_resources = settings.airflow.task_resources
+        task_rules = TaskContainerRules(
+            network=networks.pipelines_name,
+            registry=registry_host(settings.registry, docker_settings),
+            name_prefix=f"{prefix}-task-",
+            max_memory=contract.memory_bytes(task_resources.memory),
+            max_nano_cpus=round(contract.cpu_cores(task_resources.cpu) * 1e9),
+        )
         proxy = DockerApiProxy(
             f"{name}-docker-api-proxy",
             DockerApiProxyArgs(
                 image=settings.images.docker_proxy,
                 docker=docker_settings,
-                registry=registry_host(settings.registry, docker_settings),
                 prefix=prefix,
                 docker_api_network=networks.docker_api.name,
-                pipelines_network=networks.pipelines_name,
+                task_rules=task_rules,
             ),
             opts=child,
         )
@@ -124,6 +137,7 @@ class DockerPlatform(pulumi.ComponentResource):
                 docker_api_network=networks.docker_api.name,
                 pipelines_network=networks.pipelines_name,
                 docker_api_url=proxy.url,
+                task_rules=task_rules,
                 postgres=database,
                 docker_api_proxy=proxy.container,
                 public_url=public_url,

@@ -138,6 +138,12 @@ def test_the_runtime_contract_names_the_proxy_and_the_pipelines_network(
         "warehouseConnId": "warehouse",
         # Housekeeping reports its size.
         "registryVolume": registry_storage["volumeName"],
+        # What the proxy takes of a task container (its tests hold it to them).
+        "apiVersion": "1.41",
+        "taskContainerPrefix": f"{PREFIX}-task-",
+        "pidsLimit": 1024,
+        "logMaxBytes": 10_000_000,
+        "logMaxFiles": 3,
     }
     assert runtime["pipelineImages"] == {
         name: ref for name, ref in artifacts.items() if name not in ("airflow", "dags")

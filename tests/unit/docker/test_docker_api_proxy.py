@@ -1,9 +1,10 @@
 """The Docker API proxy (docker_api_proxy.py): its container as the `local` stack declares
 it, and its allowlist, run for real.
 
-HAProxy (Debian's package; `.ci/run` installs it) runs the rendered configuration,
-with its backend pointed at a stub Docker Engine on a Unix socket that records every
-request that gets through. Allowed calls must reach the stub; refused ones must get
+HAProxy 3.0, the major the stack deploys (Debian 13's, in the end-to-end run's stand-in
+image, run on the Docker Engine by tests/support/haproxy.py), runs the rendered
+configuration, with its backend pointed at a stub Docker Engine on a Unix socket that
+records every request that gets through. Allowed calls must reach the stub; refused ones must get
 403 and never reach it. The DockerOperator itself (docker-py underneath) runs a task
 through the proxy, and is refused when it asks for privileged mode or a host mount;
 the platform's housekeeping jobs remove a failed task container and an unused image
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
-import socket
 import socketserver
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -30,19 +29,34 @@ from typing import Any
 import pytest
 
 from etlstack import render
-from etlstack.docker.docker_api_proxy import render_config
+from etlstack.docker.docker_api_proxy import (
+    CREATE_JUDGE,
+    JUDGE_PATH,
+    TaskContainerRules,
+    render_config,
+)
 from pipeline_factory import PIPELINE_LABEL
 from pipeline_factory.housekeeping import remove_failed_containers, remove_unused_images
-from tests.support.polling import until
+from tests.support import haproxy
 from tests.support.ports import free_port
 from tests.support.stacks import TEST_SOCKET_GID, evaluate
-from tests.unit.docker.containers import PREFIX, container, containers
+from tests.unit.docker.containers import PREFIX, container, containers, env
 
 PIPELINES = "etlstack-local-pipelines"
 # The platform's registry, the only one images are pulled from.
 REGISTRY = "127.0.0.1:5000"
+# The local stack's rules (Pulumi.local.yaml: taskResources 1 CPU, 512Mi).
+RULES = TaskContainerRules(
+    network=PIPELINES,
+    registry=REGISTRY,
+    name_prefix=f"{PREFIX}-task-",
+    max_memory=512 * 2**20,
+    max_nano_cpus=10**9,
+)
 IMAGE = "127.0.0.1:5000/etlstack/pipelines/weather@sha256:" + "a" * 64
-CONTAINER_ID = "0123456789ab"
+CONTAINER_ID = "0123456789ab" * 5 + "cdef"
+# What the platform's launch names a task container, and how later calls reach it.
+TASK = f"{PREFIX}-task-" + "0123456789abcdef" * 2
 # What the stub's full image listing holds: an earlier release of the pipeline.
 OLD_IMAGE: dict[str, Any] = {
     "Id": "sha256:" + "c" * 64,
@@ -52,7 +66,7 @@ OLD_IMAGE: dict[str, Any] = {
 # The stub's only container: a task container that failed long ago.
 FAILED_TASK = {
     "Id": CONTAINER_ID,
-    "Name": "/weather-extract",
+    "Name": f"/{TASK}",
     "Image": IMAGE,
     "Config": {"Tty": False, "Labels": {PIPELINE_LABEL["docker"]: "weather"}},
     "State": {"Status": "exited", "ExitCode": 1, "FinishedAt": "2020-01-01T00:00:00.5Z"},
@@ -110,7 +124,10 @@ class _StubEngine(BaseHTTPRequestHandler):
         elif path == "/system/df":
             self._reply(200, {"LayersSize": 0, "Images": [], "Containers": [], "Volumes": []})
         elif path == "/containers/json":
-            self._reply(200, [{"Id": CONTAINER_ID, "ImageID": "sha256:" + "d" * 64}])
+            self._reply(
+                200,
+                [{"Id": CONTAINER_ID, "Names": [f"/{TASK}"], "ImageID": "sha256:" + "d" * 64}],
+            )
         elif self.command == "DELETE" and path.startswith("/images/"):
             self._reply(200, [{"Untagged": path.removeprefix("/images/")}])
         elif path == "/images/create":
@@ -151,17 +168,24 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 class Proxy:
     port: int
     seen: Seen
+    haproxy: haproxy.HAProxy
+
+    def logs(self) -> str:
+        """HAProxy's log so far: one line per request, naming the rule a refusal broke.
+
+        A request's line lands a moment after its response: to assert on one, wait for
+        it with self.haproxy.line_with(text).
+        """
+        return self.haproxy.logs()
 
 
-@pytest.fixture(scope="module")
-def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
-    haproxy = shutil.which("haproxy")
-    if haproxy is None:
-        pytest.fail(
-            "haproxy is not installed: these tests run the proxy's real configuration; "
-            "install it with `apt-get install -y haproxy`"
-        )
-    workdir = tmp_path_factory.mktemp("proxy")
+@contextmanager
+def _running_proxy(workdir: Path, judge_source: str) -> Iterator[Proxy]:
+    """The proxy's configuration in HAProxy, with `judge_source` as create_judge.lua, in
+    front of a stub engine."""
+    # Everything HAProxy reads goes in this one directory, which its container sees at
+    # the same path (tests/support/haproxy.py): the stub engine's socket and the files
+    # written below.
     socket_path = workdir / "docker.sock"
     seen = Seen()
     handler = type("Handler", (_StubEngine,), {"seen": seen})
@@ -170,30 +194,28 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
 
     port = free_port()
     config = workdir / "haproxy.cfg"
+    judge = workdir / "create_judge.lua"
+    judge.write_text(judge_source)
     config.write_text(
         render_config(
-            PIPELINES, REGISTRY, listen=f"127.0.0.1:{port}", docker_socket=str(socket_path)
+            RULES,
+            listen=f"127.0.0.1:{port}",
+            docker_socket=str(socket_path),
+            judge_path=str(judge),
         )
     )
-    check = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    process = subprocess.Popen(
-        [haproxy, "-db", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-
-    def listening() -> bool:
-        assert process.poll() is None, process.stdout.read() if process.stdout else ""
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-
     try:
-        until(listening, timeout=10, interval=0.05, what="haproxy listening", retry_on=(OSError,))
-        yield Proxy(port=port, seen=seen)
+        with haproxy.serve(workdir, config, port=port) as running:
+            yield Proxy(port=port, seen=seen, haproxy=running)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    with _running_proxy(tmp_path_factory.mktemp("proxy"), CREATE_JUDGE.read_text()) as running:
+        yield running
 
 
 def _send(
@@ -225,23 +247,31 @@ def _send(
 
 
 def task_container(**host_config: Any) -> dict[str, Any]:
-    """A create body like the DockerOperator's, with extra HostConfig settings."""
+    """A create body like the platform launch's, with extra HostConfig settings."""
     return {
         "Image": IMAGE,
         "Cmd": ["run_extract.sh"],
-        "User": "50000",
+        "User": "10001:10001",
         "Env": ["WAREHOUSE_URL=postgresql://warehouse:pw@postgres:5432/warehouse"],
         "Labels": {"etlstack.pipeline": "weather"},
         "HostConfig": {
             "NetworkMode": PIPELINES,
             "Memory": 536870912,
+            "NanoCpus": 10**9,
             "CpuShares": 1024,
+            "PidsLimit": 1024,
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "CgroupnsMode": "private",
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "10000000", "max-file": "3"}},
             "AutoRemove": False,
             "Mounts": [],
-            "LogConfig": {"Type": None, "Config": {}},
             **host_config,
         },
     }
+
+
+CREATE = f"/v1.41/containers/create?name={TASK}"
 
 
 def _json(document: dict[str, Any]) -> bytes:
@@ -267,40 +297,54 @@ ALLOWED: list[tuple[str, str, bytes | None]] = [
         + "a" * 64,
         None,
     ),
-    ("POST", "/v1.41/containers/create", _json(task_container())),
-    ("POST", "/v1.41/containers/create?name=weather-extract", _json(task_container())),
-    ("POST", "/containers/create", _json(task_container(NetworkMode="none"))),
-    ("POST", "/containers/create", _json({**task_container(), "User": "1000:0"})),
     (
         "POST",
-        "/v1.41/containers/create",
+        CREATE,
+        _json(
+            {
+                # What the launch through docker-py sends, nulls and all.
+                **task_container(),
+                "Hostname": None,
+                "Tty": False,
+                "OpenStdin": False,
+                "AttachStdout": True,
+                "ExposedPorts": {},
+                "NetworkingConfig": None,
+                "Healthcheck": None,
+                "MacAddress": None,
+            }
+        ),
+    ),
+    ("POST", CREATE, _json(task_container(NetworkMode="none"))),
+    ("POST", CREATE, _json({**task_container(), "User": "1000"})),
+    (
+        "POST",
+        CREATE,
         _json(
             task_container(
                 Mounts=[
                     {"Type": "tmpfs", "Target": "/tmp"},
                     {"Type": "volume", "Target": "/scratch", "Source": None},
                 ],
-                CapDrop=["ALL"],
                 Privileged=False,
                 Binds=None,
-                SecurityOpt=[],
+                PidsLimit=1,
+                Memory=1,
+                RestartPolicy={"Name": "no", "MaximumRetryCount": 0},
+                LogConfig={"Type": "local", "Config": {"max-size": "10m"}},
             )
         ),
     ),
-    (
-        "POST",
-        "/containers/create",
-        _json(task_container(SecurityOpt=["no-new-privileges"], CapDrop=["ALL"])),
-    ),
-    ("POST", "/containers/create", _json(task_container(SecurityOpt=["no-new-privileges:true"]))),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/start", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/wait", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/wait?condition=not-running", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/stop?t=10", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/kill?signal=SIGKILL", None),
-    ("GET", f"/v1.41/containers/{CONTAINER_ID}/json", None),
-    ("GET", f"/v1.41/containers/{CONTAINER_ID}/logs?stdout=1&stderr=1&follow=0&tail=all", None),
-    ("DELETE", f"/v1.41/containers/{CONTAINER_ID}?v=False&link=False&force=True", None),
+    ("POST", CREATE, _json(task_container(SecurityOpt=["no-new-privileges:true"]))),
+    ("POST", f"/v1.41/containers/{TASK}/start", None),
+    ("POST", f"/v1.41/containers/{TASK}/wait", None),
+    ("POST", f"/v1.41/containers/{TASK}/wait?condition=not-running", None),
+    ("POST", f"/v1.41/containers/{TASK}/stop?t=10", None),
+    ("POST", f"/v1.41/containers/{TASK}/kill?signal=SIGKILL", None),
+    ("GET", f"/v1.41/containers/{TASK}/json", None),
+    ("GET", f"/v1.41/containers/{TASK}/logs?stdout=1&stderr=1&follow=0&tail=all", None),
+    ("POST", f"/v1.41/containers/{TASK}/attach?stdout=1&stderr=1&stream=1", None),
+    ("DELETE", f"/v1.41/containers/{TASK}?v=False&link=False&force=True", None),
     # Housekeeping: the containers (docker-py's `containers(all=True, filters=...)`), and
     # a non-forced removal of an image of the platform's registry, by digest or tag.
     ("GET", "/v1.41/containers/json", None),
@@ -330,18 +374,17 @@ ALLOWED: list[tuple[str, str, bytes | None]] = [
 def test_allowed_calls_reach_the_engine(
     proxy: Proxy, method: str, path: str, body: bytes | None
 ) -> None:
-    status, forwarded = _send(proxy, method, path, body)
-    assert status != 403
-    assert forwarded
+    status, forwarded, message = _exchange(proxy, method, path, body)
+    assert (status != 403, forwarded) == (True, True), message
 
 
 REFUSED_CALLS: list[tuple[str, str, bytes | None]] = [
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/exec", b'{"Cmd": ["sh"]}'),
+    ("POST", f"/v1.41/containers/{TASK}/exec", b'{"Cmd": ["sh"]}'),
     ("POST", "/v1.41/exec/abc/start", b"{}"),
-    ("GET", f"/v1.41/containers/{CONTAINER_ID}/archive?path=/var/lib/postgresql/data", None),
-    ("PUT", f"/v1.41/containers/{CONTAINER_ID}/archive?path=/", b"x"),
-    ("GET", f"/v1.41/containers/{CONTAINER_ID}/export", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/update", b'{"Memory": 0}'),
+    ("GET", f"/v1.41/containers/{TASK}/archive?path=/var/lib/postgresql/data", None),
+    ("PUT", f"/v1.41/containers/{TASK}/archive?path=/", b"x"),
+    ("GET", f"/v1.41/containers/{TASK}/export", None),
+    ("POST", f"/v1.41/containers/{TASK}/update", b'{"Memory": 0}'),
     ("POST", "/v1.41/commit?container=abc", None),
     ("POST", "/v1.41/build", b""),
     ("POST", "/v1.41/networks/create", b'{"Name": "x"}'),
@@ -409,15 +452,15 @@ REFUSED_CALLS: list[tuple[str, str, bytes | None]] = [
     ("POST", "/v1.41/auth", b'{"username": "etlstack", "password": "pw"}'),
     ("POST", "/v1.41/auth", b'{"serveraddress": "127.0.0.1:6379"}'),
     # stdin of another container, directly or with an encoded parameter name.
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/attach?stream=1&stdin=1", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/attach?stream=1&%73tdin=1", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/start?detachKeys=ctrl-x", None),
+    ("POST", f"/v1.41/containers/{TASK}/attach?stream=1&stdin=1", None),
+    ("POST", f"/v1.41/containers/{TASK}/attach?stream=1&%73tdin=1", None),
+    ("POST", f"/v1.41/containers/{TASK}/start?detachKeys=ctrl-x", None),
     # API versions before 1.24 took a host configuration in the start call's body.
-    ("POST", f"/v1.23/containers/{CONTAINER_ID}/start", b'{"Privileged": true}'),
+    ("POST", f"/v1.23/containers/{TASK}/start", b'{"Privileged": true}'),
     ("GET", "/v1.12/_ping", None),
-    ("POST", f"/v1.41/containers/{CONTAINER_ID}/start", b'{"Privileged": true}'),
+    ("POST", f"/v1.41/containers/{TASK}/start", b'{"Privileged": true}'),
     # Paths that only look allowed.
-    ("GET", f"/v1.41/containers/{CONTAINER_ID}/../../info/json", None),
+    ("GET", f"/v1.41/containers/{TASK}/../../info/json", None),
     ("GET", "/v1.41/images/x%2F..%2F..%2Fcontainers%2Fabc%2Farchive/json", None),
     ("GET", "/v1.41/images/x/../../containers/abc/json", None),
     ("GET", "/v1.41/images/./json", None),
@@ -445,129 +488,414 @@ def _with(key_and_value: str) -> bytes:
     return _raw(document.replace('"HostConfig": {', '"HostConfig": {' + key_and_value + ", ", 1))
 
 
-REFUSED_CREATES: dict[str, bytes] = {
-    "privileged": _with('"Privileged": true'),
-    "privileged lower case": _with('"privileged": true'),
-    "privileged odd case and spacing": _with('"pRiViLeGeD"\n :\ttrue'),
-    "privileged as a duplicate key": _raw(
-        json.dumps(task_container(Privileged=False))[:-2] + ', "Privileged": true}}'
+def _document(**changes: Any) -> bytes:
+    """A valid task container body with top-level fields changed (None removes one)."""
+    document = {**task_container(), **changes}
+    return _raw(json.dumps({k: v for k, v in document.items() if v is not None}))
+
+
+def _without(*host_config: str) -> bytes:
+    """A valid task container body without these HostConfig fields."""
+    document = task_container()
+    for key in host_config:
+        del document["HostConfig"][key]
+    return _raw(json.dumps(document))
+
+
+# Each create the proxy must refuse, and the part of its answer that names the rule.
+REFUSED_CREATES: dict[str, tuple[bytes, str]] = {
+    # Escapes from the sandbox, however the key is spelled.
+    "privileged": (_with('"Privileged": true'), "HostConfig.Privileged must be absent"),
+    "privileged lower case": (_with('"privileged": true'), "HostConfig.privileged must be absent"),
+    "privileged odd case and spacing": (_with('"pRiViLeGeD"\n :\ttrue'), "HostConfig.pRiViLeGeD"),
+    "privileged as a duplicate key": (
+        _raw(json.dumps(task_container(Privileged=False))[:-2] + ', "Privileged": true}}'),
+        'the key "Privileged" appears twice',
     ),
-    "privileged with a unicode escape in the key": _with('"Privil\\u0065ged": true'),
-    "bind with U+017F folding to s": _with('"Bind\u017f": ["/:/host"]'),
-    "key with U+212A folding to k": _with('"Lin\u212as": ["etlstack-local-postgres:db"]'),
-    "host bind": _with('"Binds": ["/:/host"]'),
-    "host bind, any case": _with('"BINDS": ["/var/run/docker.sock:/var/run/docker.sock"]'),
-    "bind mount": _raw(
-        json.dumps(task_container(Mounts=[{"Type": "bind", "Source": "/", "Target": "/host"}]))
+    "privileged in another case as a duplicate key": (
+        _raw(json.dumps(task_container(privileged=False))[:-2] + ', "PRIVILEGED": true}}'),
+        'the key "PRIVILEGED" appears twice',
     ),
-    "bind mount, odd case": _raw(
-        json.dumps(task_container(Mounts=[{"tYpE": "BIND", "source": "/", "Target": "/host"}]))
+    "privileged with a unicode escape in the key": (
+        _with('"Privil\\u0065ged": true'),
+        "escape sequence",
     ),
-    "the database's named volume": _raw(
-        json.dumps(
-            task_container(
-                Mounts=[
-                    {"Type": "volume", "Source": "etlstack-local-postgres-data", "Target": "/d"}
-                ]
+    "bind with U+017F folding to s": (_with('"Bind\u017f": ["/:/host"]'), "printable ASCII"),
+    "key with U+212A folding to k": (
+        _with('"Lin\u212as": ["etlstack-local-postgres:db"]'),
+        "printable ASCII",
+    ),
+    "host bind": (_with('"Binds": ["/:/host"]'), "HostConfig.Binds must be absent"),
+    "host bind, any case": (
+        _with('"BINDS": ["/var/run/docker.sock:/var/run/docker.sock"]'),
+        "HostConfig.BINDS must be absent",
+    ),
+    "bind mount": (
+        _raw(json.dumps(task_container(Mounts=[{"Type": "bind", "Source": "/", "Target": "/h"}]))),
+        "HostConfig.Mounts[0].",
+    ),
+    "bind mount, odd case": (
+        _raw(json.dumps(task_container(Mounts=[{"tYpE": "BIND", "Target": "/host"}]))),
+        "HostConfig.Mounts[0].tYpE must be",
+    ),
+    "the database's named volume": (
+        _raw(
+            json.dumps(
+                task_container(
+                    Mounts=[
+                        {"Type": "volume", "Source": "etlstack-local-postgres-data", "Target": "/d"}
+                    ]
+                )
             )
-        )
+        ),
+        "HostConfig.Mounts[0].Source must be absent",
     ),
-    "volume driver binding a host path": _raw(
-        json.dumps(
-            task_container(
-                Mounts=[
-                    {
-                        "Type": "volume",
-                        "Target": "/host",
-                        "VolumeOptions": {
-                            "DriverConfig": {
-                                "Name": "local",
-                                "Options": {"type": "none", "o": "bind", "device": "/"},
-                            }
-                        },
-                    }
-                ]
+    "volume driver binding a host path": (
+        _raw(
+            json.dumps(
+                task_container(
+                    Mounts=[
+                        {
+                            "Type": "volume",
+                            "Target": "/host",
+                            "VolumeOptions": {
+                                "DriverConfig": {
+                                    "Name": "local",
+                                    "Options": {"type": "none", "o": "bind", "device": "/"},
+                                }
+                            },
+                        }
+                    ]
+                )
             )
-        )
+        ),
+        "HostConfig.Mounts[0].VolumeOptions.DriverConfig is not a setting",
     ),
-    "volume driver": _with('"VolumeDriver": "local"'),
-    "volumes from another container": _with('"VolumesFrom": ["etlstack-local-postgres"]'),
-    "host network": _raw(json.dumps(task_container(NetworkMode="host"))),
-    "another container's network": _raw(json.dumps(task_container(NetworkMode="container:abc"))),
-    "the platform network": _raw(json.dumps(task_container(NetworkMode="etlstack-local-platform"))),
-    "the Docker API network": _raw(
-        json.dumps(task_container(NetworkMode="etlstack-local-docker-api"))
+    "volume driver": (_with('"VolumeDriver": "local"'), "HostConfig.VolumeDriver"),
+    "volumes from another container": (
+        _with('"VolumesFrom": ["etlstack-local-postgres"]'),
+        "HostConfig.VolumesFrom",
     ),
-    "the default bridge": _raw(json.dumps(task_container(NetworkMode="default"))),
-    "a network name that only starts like the pipelines one": _raw(
-        json.dumps(task_container(NetworkMode=PIPELINES + "-x"))
+    # The network: the pipelines one, set where the engine reads it and nowhere else.
+    "host network": (
+        _raw(json.dumps(task_container(NetworkMode="host"))),
+        "HostConfig.NetworkMode",
     ),
-    "network mode as a duplicate key": _raw(
-        json.dumps(task_container())[:-2] + ', "NetworkMode": "host"}}'
+    "another container's network": (
+        _raw(json.dumps(task_container(NetworkMode="container:abc"))),
+        "HostConfig.NetworkMode",
     ),
-    "no network mode": _raw(
-        json.dumps(task_container()).replace(f'"NetworkMode": "{PIPELINES}", ', "")
+    "the platform network": (
+        _raw(json.dumps(task_container(NetworkMode="etlstack-local-platform"))),
+        "HostConfig.NetworkMode",
     ),
-    "extra networks at create": _raw(
-        json.dumps(
-            {
-                **task_container(),
-                "NetworkingConfig": {"EndpointsConfig": {"etlstack-local-platform": {}}},
-            }
-        )
+    "the Docker API network": (
+        _raw(json.dumps(task_container(NetworkMode="etlstack-local-docker-api"))),
+        "HostConfig.NetworkMode",
     ),
-    "host pid namespace": _with('"PidMode": "host"'),
-    "another container's pid namespace": _with('"PidMode": "container:abc"'),
-    "host ipc namespace": _with('"IpcMode": "host"'),
-    "host uts namespace": _with('"UTSMode": "host"'),
-    "host user namespace": _with('"UsernsMode": "host"'),
-    "host cgroup namespace": _with('"CgroupnsMode": "host"'),
-    "added capability": _with('"CapAdd": ["SYS_ADMIN"]'),
-    "added capability, odd case": _with('"capADD": ["ALL"]'),
-    "devices": _with(
-        '"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", '
-        '"CgroupPermissions": "rwm"}]'
+    "the default bridge": (
+        _raw(json.dumps(task_container(NetworkMode="default"))),
+        "HostConfig.NetworkMode",
     ),
-    "device requests": _with('"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]'),
-    "device cgroup rules": _with('"DeviceCgroupRules": ["a *:* rwm"]'),
-    "security options": _with('"SecurityOpt": ["seccomp=unconfined"]'),
-    "apparmor off": _with('"securityopt": ["apparmor=unconfined"]'),
-    "no-new-privileges beside a loosening option": _with(
-        '"SecurityOpt": ["no-new-privileges", "seccomp=unconfined"]'
+    "a network name that only starts like the pipelines one": (
+        _raw(json.dumps(task_container(NetworkMode=PIPELINES + "-x"))),
+        "HostConfig.NetworkMode",
     ),
-    "no-new-privileges switched off": _with('"SecurityOpt": ["no-new-privileges:false"]'),
-    "unmasked /proc": _with('"MaskedPaths": []'),
-    "writable /proc/sys": _with('"ReadonlyPaths": []'),
-    "sysctls": _with('"Sysctls": {"net.ipv4.ip_forward": "1"}'),
-    "published ports": _with(
-        '"PortBindings": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]}'
+    "network mode as a duplicate key": (
+        _raw(json.dumps(task_container())[:-2] + ', "NetworkMode": "host"}}'),
+        'the key "NetworkMode" appears twice',
     ),
-    "all ports published": _with('"PublishAllPorts": true'),
-    "links": _with('"Links": ["etlstack-local-postgres:db"]'),
-    "another runtime": _with('"Runtime": "sysbox-runc"'),
-    "another cgroup parent": _with('"CgroupParent": "/"'),
-    "another cgroup": _with('"Cgroup": "container:abc"'),
-    "runtime annotations": _with('"Annotations": {"run.oci.keep_original_groups": "1"}'),
-    "log shipping elsewhere": _raw(
-        json.dumps(
-            task_container(LogConfig={"Type": "syslog", "Config": {"syslog-address": "udp://x:1"}})
-        )
+    "no network mode": (_without("NetworkMode"), "HostConfig.NetworkMode must be"),
+    # The old proxy found these by pattern anywhere in the text; the engine reads neither.
+    "network mode outside the host config": (
+        _raw(json.dumps({**json.loads(_without("NetworkMode")), "NetworkMode": PIPELINES})),
+        "NetworkMode is not a setting",
     ),
-    "root user": _raw(json.dumps({**task_container(), "User": "root"})),
-    "root uid and gid": _raw(json.dumps({**task_container(), "User": "0:0"})),
-    "root uid spelled 00": _raw(json.dumps({**task_container(), "User": "00"})),
-    "root uid spelled +0": _raw(json.dumps({**task_container(), "User": "+0:1000"})),
-    "first for the OOM killer": _with('"OomScoreAdj": -1000'),
-    "non-ASCII anywhere": _raw(
-        json.dumps({**task_container(), "Env": ["CITY=Zürich"]}, ensure_ascii=False)
+    "network mode only inside a label": (
+        _raw(
+            json.dumps(
+                {
+                    **json.loads(_without("NetworkMode")),
+                    "Labels": {"x": f'"NetworkMode": "{PIPELINES}"'},
+                }
+            )
+        ),
+        "HostConfig.NetworkMode must be",
     ),
-    "a NUL byte": _raw(json.dumps(task_container())[:-1] + "\x00}"),
+    "a second host config in another case": (
+        _raw(json.dumps(task_container())[:-1] + ', "hostconfig": {"NetworkMode": "host"}}'),
+        'the key "hostconfig" appears twice',
+    ),
+    "a second object after the first": (
+        _raw(json.dumps(task_container()) + json.dumps(task_container(Privileged=True))),
+        "more after its JSON object",
+    ),
+    "no host config": (_document(HostConfig=None), "HostConfig must be set"),
+    "extra networks at create": (
+        _document(NetworkingConfig={"EndpointsConfig": {"etlstack-local-platform": {}}}),
+        "NetworkingConfig.EndpointsConfig must be absent",
+    ),
+    # Namespaces, capabilities, devices, cgroups, runtimes.
+    "host pid namespace": (_with('"PidMode": "host"'), "HostConfig.PidMode"),
+    "another container's pid namespace": (
+        _with('"PidMode": "container:abc"'),
+        "HostConfig.PidMode",
+    ),
+    "host ipc namespace": (_with('"IpcMode": "host"'), "HostConfig.IpcMode"),
+    "host uts namespace": (_with('"UTSMode": "host"'), "HostConfig.UTSMode"),
+    "host user namespace": (_with('"UsernsMode": "host"'), "HostConfig.UsernsMode"),
+    "host cgroup namespace": (
+        _raw(json.dumps(task_container(CgroupnsMode="host"))),
+        'HostConfig.CgroupnsMode must be "private"',
+    ),
+    "the engine's default cgroup namespace": (
+        _without("CgroupnsMode"),
+        'HostConfig.CgroupnsMode must be "private"',
+    ),
+    "added capability": (_with('"CapAdd": ["SYS_ADMIN"]'), "HostConfig.CapAdd"),
+    "added capability, odd case": (_with('"capADD": ["ALL"]'), "HostConfig.capADD"),
+    "capabilities kept": (_without("CapDrop"), 'HostConfig.CapDrop must hold "ALL"'),
+    "devices": (
+        _with(
+            '"Devices": [{"PathOnHost": "/dev/sda", "PathInContainer": "/dev/sda", '
+            '"CgroupPermissions": "rwm"}]'
+        ),
+        "HostConfig.Devices",
+    ),
+    "device requests": (
+        _with('"DeviceRequests": [{"Count": -1, "Capabilities": [["gpu"]]}]'),
+        "HostConfig.DeviceRequests",
+    ),
+    "device cgroup rules": (_with('"DeviceCgroupRules": ["a *:* rwm"]'), "HostConfig.DeviceCgroup"),
+    "security options": (_with('"SecurityOpt": ["seccomp=unconfined"]'), "SecurityOpt"),
+    "apparmor off": (_with('"securityopt": ["apparmor=unconfined"]'), "appears twice"),
+    "no-new-privileges beside a loosening option": (
+        _raw(json.dumps(task_container(SecurityOpt=["no-new-privileges", "seccomp=unconfined"]))),
+        'HostConfig.SecurityOpt must be exactly ["no-new-privileges"]',
+    ),
+    "no-new-privileges switched off": (
+        _raw(json.dumps(task_container(SecurityOpt=["no-new-privileges:false"]))),
+        "HostConfig.SecurityOpt must be exactly",
+    ),
+    "privileges gained through setuid binaries": (
+        _without("SecurityOpt"),
+        "HostConfig.SecurityOpt must be exactly",
+    ),
+    "unmasked /proc": (_with('"MaskedPaths": []'), "HostConfig.MaskedPaths is not a setting"),
+    "writable /proc/sys": (_with('"ReadonlyPaths": []'), "HostConfig.ReadonlyPaths is not"),
+    "sysctls": (_with('"Sysctls": {"net.ipv4.ip_forward": "1"}'), "HostConfig.Sysctls"),
+    "published ports": (
+        _with('"PortBindings": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]}'),
+        "HostConfig.PortBindings",
+    ),
+    "all ports published": (_with('"PublishAllPorts": true'), "HostConfig.PublishAllPorts"),
+    "links": (_with('"Links": ["etlstack-local-postgres:db"]'), "HostConfig.Links"),
+    "another runtime": (_with('"Runtime": "sysbox-runc"'), "HostConfig.Runtime"),
+    "another cgroup parent": (_with('"CgroupParent": "/"'), "HostConfig.CgroupParent"),
+    "another cgroup": (_with('"Cgroup": "container:abc"'), "HostConfig.Cgroup "),
+    "runtime annotations": (
+        _with('"Annotations": {"run.oci.keep_original_groups": "1"}'),
+        "HostConfig.Annotations",
+    ),
+    "the host's gateway by name": (
+        _with('"ExtraHosts": ["host.docker.internal:host-gateway"]'),
+        "HostConfig.ExtraHosts",
+    ),
+    "first for the OOM killer": (_with('"OomScoreAdj": -1000'), "HostConfig.OomScoreAdj"),
+    "never killed for memory": (_with('"OomKillDisable": true'), "HostConfig.OomKillDisable"),
+    "raised resource limits": (
+        _with('"Ulimits": [{"Name": "nofile", "Soft": 1048576, "Hard": 1048576}]'),
+        "HostConfig.Ulimits",
+    ),
+    "another group": (_with('"GroupAdd": ["0"]'), "HostConfig.GroupAdd"),
+    # What a task gets: limits within the stack's maxima.
+    "no memory limit": (_without("Memory"), "HostConfig.Memory must be a whole number"),
+    "more memory than the stack gives a task": (
+        _raw(json.dumps(task_container(Memory=512 * 2**20 + 1))),
+        "HostConfig.Memory must be a whole number from 1 to 536870912",
+    ),
+    "memory as a decimal": (_raw(json.dumps(task_container(Memory=5e8))), "HostConfig.Memory"),
+    "unlimited swap": (_raw(json.dumps(task_container(MemorySwap=-1))), "HostConfig.MemorySwap"),
+    "no CPU limit": (_without("NanoCpus"), "HostConfig.NanoCpus must be"),
+    "more CPU than the stack gives a task": (
+        _raw(json.dumps(task_container(NanoCpus=10**9 + 1))),
+        "HostConfig.NanoCpus must be a whole number from 1 to 1000000000",
+    ),
+    "a CPU weight above the platform's": (
+        _raw(json.dumps(task_container(CpuShares=262144))),
+        "HostConfig.CpuShares",
+    ),
+    "no process limit": (_without("PidsLimit"), "HostConfig.PidsLimit must be"),
+    "unlimited processes": (
+        _raw(json.dumps(task_container(PidsLimit=-1))),
+        "HostConfig.PidsLimit must be a whole number from 1 to 1024",
+    ),
+    "the engine's default log": (_without("LogConfig"), "HostConfig.LogConfig must be"),
+    "the daemon's default log driver": (
+        _raw(json.dumps(task_container(LogConfig={"Type": None, "Config": {}}))),
+        "HostConfig.LogConfig must be",
+    ),
+    "a log without a size bound": (
+        _raw(json.dumps(task_container(LogConfig={"Type": "json-file", "Config": {}}))),
+        "HostConfig.LogConfig must be",
+    ),
+    "a log file over the bound": (
+        _raw(
+            json.dumps(
+                task_container(LogConfig={"Type": "json-file", "Config": {"max-size": "1g"}})
+            )
+        ),
+        "HostConfig.LogConfig must be",
+    ),
+    "too many log files": (
+        _raw(
+            json.dumps(
+                task_container(
+                    LogConfig={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "99"}}
+                )
+            )
+        ),
+        "HostConfig.LogConfig must be",
+    ),
+    "log shipping elsewhere": (
+        _raw(
+            json.dumps(
+                task_container(
+                    LogConfig={"Type": "syslog", "Config": {"syslog-address": "udp://x:1"}}
+                )
+            )
+        ),
+        "HostConfig.LogConfig must be",
+    ),
+    "restarted by the engine": (
+        _raw(json.dumps(task_container(RestartPolicy={"Name": "always"}))),
+        "HostConfig.RestartPolicy must be absent",
+    ),
+    "restarted on failure": (
+        _raw(
+            json.dumps(task_container(RestartPolicy={"Name": "on-failure", "MaximumRetryCount": 5}))
+        ),
+        "HostConfig.RestartPolicy must be absent",
+    ),
+    # The user: numeric and not root, never the image's default.
+    "the image's default user": (_document(User=None), "User must be a numeric user"),
+    "root user": (_document(User="root"), "User must be a numeric user"),
+    "root uid and gid": (_document(User="0:0"), "User must be a numeric user"),
+    "root uid spelled 00": (_document(User="00"), "User must be a numeric user"),
+    "root uid spelled +0": (_document(User="+0:1000"), "User must be a numeric user"),
+    "root group": (_document(User="1000:0"), "User must be a numeric user"),
+    "a user name the image defines": (_document(User="nobody"), "User must be a numeric user"),
+    # The image: the platform's registry's.
+    "an image from elsewhere": (
+        _document(Image="docker.io/library/alpine:3.20"),
+        "Image must be an image of the platform's registry",
+    ),
+    "an image already on the host": (
+        _document(Image="etlstack-e2e/postgres:standin"),
+        "Image must be an image of the platform's registry",
+    ),
+    "stdin attached": (_document(OpenStdin=True), "OpenStdin must be absent"),
+    # Bodies the engine would read otherwise than the text says.
+    "non-ASCII anywhere": (
+        _raw(json.dumps({**task_container(), "Env": ["CITY=Zürich"]}, ensure_ascii=False)),
+        "printable ASCII",
+    ),
+    "a NUL byte": (_raw(json.dumps(task_container())[:-1] + "\x00}"), "NUL byte"),
+    "not JSON": (_raw(json.dumps(task_container())[:-1]), "not one JSON object"),
+    "null in a list": (_document(Cmd=["run_extract.sh", None]), "a list in the body holds null"),
+    "a list, not an object": (_raw(json.dumps([task_container()])), "not one JSON object"),
+    "nested past any need": (
+        _document(Labels=None, Healthcheck=json.loads("[" * 40 + "]" * 40)),
+        "nests deeper",
+    ),
 }
 
 
-@pytest.mark.parametrize("body", REFUSED_CREATES.values(), ids=REFUSED_CREATES.keys())
-def test_container_creates_that_escape_the_sandbox_are_refused(proxy: Proxy, body: bytes) -> None:
-    assert _send(proxy, "POST", "/v1.41/containers/create", body) == (403, False)
+def _exchange(
+    proxy: Proxy, method: str, path: str, body: bytes | None = None
+) -> tuple[int, bool, str]:
+    """(status, whether the stub engine saw the request, the answer's message)."""
+    before = proxy.seen.count()
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+    finally:
+        connection.close()
+    try:
+        message = str(json.loads(answer)["message"])
+    except (ValueError, KeyError, TypeError):
+        message = answer.decode(errors="replace")
+    return response.status, proxy.seen.count() > before, message
+
+
+@pytest.mark.parametrize(("body", "rule"), REFUSED_CREATES.values(), ids=REFUSED_CREATES.keys())
+def test_container_creates_that_escape_the_sandbox_are_refused(
+    proxy: Proxy, body: bytes, rule: str
+) -> None:
+    status, forwarded, message = _exchange(proxy, "POST", CREATE, body)
+    assert (status, forwarded) == (403, False), message
+    # In the engine's error format, naming the rule, so the task's author can fix it.
+    assert message.startswith("refused by the Docker API proxy: "), message
+    assert rule in message, message
+
+
+REFUSED_CREATE_CALLS: dict[str, str] = {
+    "at no version": f"/containers/create?name={TASK}",
+    "at an older version": f"/v1.40/containers/create?name={TASK}",
+    "at a newer version": f"/v1.44/containers/create?name={TASK}",
+    "without a name": "/v1.41/containers/create",
+    "named like a platform container": "/v1.41/containers/create?name=etlstack-local-postgres",
+    "named by the engine's choice of a short name": "/v1.41/containers/create?name=weather",
+    "named twice": f"/v1.41/containers/create?name={TASK}&name=etlstack-local-x",
+    "named with a longer suffix": f"/v1.41/containers/create?name={TASK}0",
+    "named with upper-case hex": f"/v1.41/containers/create?name={TASK.upper()}",
+    "named with an encoded letter": f"/v1.41/containers/create?name=%65{TASK[1:]}",
+    "on another platform": f"/v1.41/containers/create?name={TASK}&platform=linux/arm64",
+}
+
+
+@pytest.mark.parametrize("path", REFUSED_CREATE_CALLS.values(), ids=REFUSED_CREATE_CALLS.keys())
+def test_a_create_only_at_the_clients_version_and_with_a_task_name(proxy: Proxy, path: str) -> None:
+    status, forwarded, message = _exchange(proxy, "POST", path, _json(task_container()))
+    assert (status, forwarded) == (403, False), message
+    assert "API version of the platform client" in message
+
+
+OTHER_CONTAINERS = {
+    "the platform's PostgreSQL": "etlstack-local-postgres",
+    "a task container by its ID": CONTAINER_ID,
+    "a task container by a short ID": CONTAINER_ID[:12],
+    "a name only starting like a task's": f"{TASK}x",
+    "a name one digit short": TASK[:-1],
+    "an encoded task name": f"%65{TASK[1:]}",
+    "another stack's task": TASK.replace("local", "prod"),
+}
+CONTAINER_CALLS = [
+    ("POST", "start"),
+    ("POST", "stop"),
+    ("POST", "kill"),
+    ("POST", "wait"),
+    ("POST", "attach?stdout=1&stream=1"),
+    ("GET", "json"),
+    ("GET", "logs?stdout=1"),
+    ("DELETE", ""),
+]
+
+
+@pytest.mark.parametrize(("method", "call"), CONTAINER_CALLS, ids=[c for _, c in CONTAINER_CALLS])
+@pytest.mark.parametrize("name", OTHER_CONTAINERS.values(), ids=OTHER_CONTAINERS.keys())
+def test_calls_reach_only_the_platforms_task_containers(
+    proxy: Proxy, method: str, call: str, name: str
+) -> None:
+    path = f"/v1.41/containers/{name}" + (f"/{call}" if call else "")
+    status, forwarded, message = _exchange(proxy, method, path)
+    assert (status, forwarded) == (403, False), message
+    assert "only the platform task containers are reached" in message
+    # The same call on a task container goes through.
+    task_path = path.replace(name, TASK)
+    assert _exchange(proxy, method, task_path)[:2] != (403, False)
 
 
 def test_a_body_larger_than_the_inspection_buffer_is_refused(proxy: Proxy) -> None:
@@ -576,10 +904,10 @@ def test_a_body_larger_than_the_inspection_buffer_is_refused(proxy: Proxy) -> No
     document = task_container()
     document["Env"] = [f"PAD{i}=" + "x" * 1000 for i in range(80)]
     body = json.dumps(document)[:-2] + ', "Privileged": true}}'
-    assert _send(proxy, "POST", "/v1.41/containers/create", body.encode()) == (403, False)
+    assert _send(proxy, "POST", CREATE, body.encode()) == (403, False)
     # The same task without the padding is fine: the size alone decides.
     small = json.dumps(task_container()).encode()
-    assert _send(proxy, "POST", "/v1.41/containers/create", small)[1]
+    assert _send(proxy, "POST", CREATE, small)[1]
 
 
 def test_bodies_are_limited_to_48_kib(proxy: Proxy) -> None:
@@ -590,19 +918,19 @@ def test_bodies_are_limited_to_48_kib(proxy: Proxy) -> None:
         return text.replace('"PAD="', '"PAD=' + "x" * (size - len(text)) + '"').encode()
 
     assert len(body_of(49152)) == 49152
-    assert _send(proxy, "POST", "/v1.41/containers/create", body_of(49152))[1]
-    assert _send(proxy, "POST", "/v1.41/containers/create", body_of(49153)) == (403, False)
+    assert _send(proxy, "POST", CREATE, body_of(49152))[1]
+    assert _send(proxy, "POST", CREATE, body_of(49153)) == (403, False)
 
 
 def test_a_chunked_body_is_refused(proxy: Proxy) -> None:
     body = _json(task_container())
-    assert _send(proxy, "POST", "/v1.41/containers/create", body, chunked=True) == (403, False)
+    assert _send(proxy, "POST", CREATE, body, chunked=True) == (403, False)
 
 
 def test_a_compressed_body_is_refused(proxy: Proxy) -> None:
     body = _json(task_container())
     headers = {"Content-Encoding": "gzip"}
-    assert _send(proxy, "POST", "/v1.41/containers/create", body, headers) == (403, False)
+    assert _send(proxy, "POST", CREATE, body, headers) == (403, False)
 
 
 def test_a_body_on_a_call_that_takes_none_is_refused(proxy: Proxy) -> None:
@@ -611,63 +939,96 @@ def test_a_body_on_a_call_that_takes_none_is_refused(proxy: Proxy) -> None:
 
 
 def _operator(proxy: Proxy, **overrides: Any) -> Any:
-    from airflow.providers.docker.operators.docker import DockerOperator
+    """The platform's launch (the factory's operator) pointed at the test proxy."""
+    from pipeline_factory.contract import DockerSettings
+    from pipeline_factory.docker_operators import ConfinedDockerOperator
 
+    docker_settings = DockerSettings(
+        url=f"tcp://127.0.0.1:{proxy.port}",
+        network=PIPELINES,
+        warehouse_conn_id="warehouse",
+        **RULES.launch_settings(),
+    )
     settings: dict[str, Any] = {
         "task_id": "extract",
         "image": IMAGE,
         "command": ["run_extract.sh"],
-        "docker_url": f"tcp://127.0.0.1:{proxy.port}",
+        "docker_url": docker_settings.url,
+        "api_version": docker_settings.api_version,
+        "docker_settings": docker_settings,
         "network_mode": PIPELINES,
         "mount_tmp_dir": False,
-        "user": "50000",
+        "user": "10001:10001",
         "mem_limit": "512m",
+        "nano_cpus": 10**9,
         "private_environment": {"WAREHOUSE_URL": "postgresql://warehouse:pw@postgres/warehouse"},
         "auto_remove": "success",
         **overrides,
     }
-    return DockerOperator(**settings)
+    return ConfinedDockerOperator(**settings)
 
 
-def test_the_docker_operator_runs_a_task_through_the_proxy(proxy: Proxy) -> None:
+def test_the_platforms_launch_runs_a_task_through_the_proxy(proxy: Proxy) -> None:
     before = proxy.seen.count()
     # The stub has no images, so the operator looks the image up, pulls it, then runs it.
     _operator(proxy).execute(context={})
-    calls = [(m, p.split("?")[0].split("/", 2)[-1]) for m, p, _ in proxy.seen.requests[before:]]
+    calls = [(m, p.split("?")[0]) for m, p, _ in proxy.seen.requests[before:]]
+    (create,) = [p for m, p, _ in proxy.seen.requests[before:] if "/containers/create" in p]
+    name = create.split("name=")[1]
+    assert name.startswith(RULES.name_prefix) and len(name) == len(TASK)
+    # Every call after the create reaches the container by that name, never by its ID.
     for expected in [
-        ("GET", "version"),
-        ("GET", "_ping"),
-        ("GET", "images/json"),
-        ("POST", "images/create"),
-        ("POST", "containers/create"),
-        ("GET", f"containers/{CONTAINER_ID}/json"),
-        ("POST", f"containers/{CONTAINER_ID}/attach"),
-        ("POST", f"containers/{CONTAINER_ID}/start"),
-        ("POST", f"containers/{CONTAINER_ID}/wait"),
-        ("DELETE", f"containers/{CONTAINER_ID}"),
+        ("GET", "/v1.41/_ping"),
+        ("GET", "/v1.41/images/json"),
+        ("POST", "/v1.41/images/create"),
+        ("POST", "/v1.41/containers/create"),
+        ("POST", f"/v1.41/containers/{name}/attach"),
+        ("POST", f"/v1.41/containers/{name}/start"),
+        ("POST", f"/v1.41/containers/{name}/wait"),
+        ("DELETE", f"/v1.41/containers/{name}"),
     ]:
         assert expected in calls, f"{expected} did not reach the engine: {calls}"
+    scoped = {p.split("/")[3] for _, p in calls if p.startswith("/v1.41/containers/")}
+    assert scoped == {"create", name}, calls
     created = next(
         json.loads(body)
         for method, path, body in proxy.seen.requests[before:]
         if path.split("?")[0].endswith("/containers/create")
     )
-    assert created["HostConfig"]["NetworkMode"] == PIPELINES
+    host = created["HostConfig"]
+    assert host["NetworkMode"] == PIPELINES
+    assert (host["PidsLimit"], host["CgroupnsMode"]) == (1024, "private")
+    assert host["LogConfig"] == {
+        "Type": "json-file",
+        "Config": {"max-size": "10000000", "max-file": "3"},
+    }
 
 
 @pytest.mark.parametrize(
-    "escape",
+    ("escape", "rule"),
     [
-        {"privileged": True},
-        {"mounts": [{"Target": "/host", "Source": "/", "Type": "bind"}]},
-        {"cap_add": ["SYS_ADMIN"]},
-        {"network_mode": "host"},
-        {"ipc_mode": "host"},
+        ({"privileged": True}, "HostConfig.Privileged"),
+        ({"mounts": [{"Target": "/host", "Source": "/", "Type": "bind"}]}, "HostConfig.Mounts"),
+        ({"cap_add": ["SYS_ADMIN"]}, "HostConfig.CapAdd"),
+        ({"network_mode": "host"}, "HostConfig.NetworkMode"),
+        ({"ipc_mode": "host"}, "HostConfig.IpcMode"),
+        ({"user": None}, "User must be a numeric user"),
+        ({"mem_limit": "1g"}, "HostConfig.Memory"),
+        ({"nano_cpus": 2 * 10**9}, "HostConfig.NanoCpus"),
     ],
-    ids=["privileged", "host bind mount", "added capability", "host network", "host ipc"],
+    ids=[
+        "privileged",
+        "host bind mount",
+        "added capability",
+        "host network",
+        "host ipc",
+        "image's default user",
+        "more memory",
+        "more CPU",
+    ],
 )
-def test_the_docker_operator_is_refused_when_it_asks_for_the_host(
-    proxy: Proxy, escape: dict[str, Any]
+def test_the_launch_is_refused_when_it_asks_for_more(
+    proxy: Proxy, escape: dict[str, Any], rule: str
 ) -> None:
     from docker.errors import APIError
 
@@ -675,6 +1036,8 @@ def test_the_docker_operator_is_refused_when_it_asks_for_the_host(
     with pytest.raises(APIError) as refused:
         _operator(proxy, **escape).execute(context={})
     assert refused.value.status_code == 403
+    # docker-py hands the proxy's message on: it reaches the task log.
+    assert rule in str(refused.value.explanation)
     assert not any(
         path.split("?")[0].endswith("/containers/create")
         for _, path, _ in proxy.seen.requests[before:]
@@ -693,11 +1056,11 @@ def _reached(proxy: Proxy, before: int) -> list[tuple[str, str]]:
 
 def test_housekeeping_removes_a_failed_task_container_through_the_proxy(proxy: Proxy) -> None:
     before = proxy.seen.count()
-    removed = remove_failed_containers(_client(proxy), datetime.now(UTC))
-    assert removed == ["weather-extract"]
+    removed = remove_failed_containers(_client(proxy), datetime.now(UTC), RULES.name_prefix)
+    assert removed == [TASK]
     calls = [(m, p.split("?")[0].removeprefix("/v1.41")) for m, p in _reached(proxy, before)]
     assert ("GET", "/containers/json") in calls
-    assert ("DELETE", f"/containers/{CONTAINER_ID}") in calls
+    assert ("DELETE", f"/containers/{TASK}") in calls
 
 
 def test_housekeeping_removes_an_unused_registry_image_through_the_proxy(proxy: Proxy) -> None:
@@ -721,29 +1084,31 @@ def test_a_forced_or_foreign_image_removal_is_refused(proxy: Proxy) -> None:
 
 
 def test_the_template_has_no_unrendered_placeholders() -> None:
-    assert "@" not in render_config(PIPELINES, REGISTRY).replace("%40", "").replace("@sha256", "")
+    assert "@" not in render_config(RULES).replace("%40", "").replace("@sha256", "")
 
 
 def test_the_deployed_configuration_is_the_tested_one_with_production_endpoints() -> None:
-    deployed = render_config(PIPELINES, REGISTRY)
-    tested = render_config(PIPELINES, REGISTRY, listen="127.0.0.1:1", docker_socket="/tmp/x.sock")
+    deployed = render_config(RULES)
+    tested = render_config(
+        RULES, listen="127.0.0.1:1", docker_socket="/tmp/x.sock", judge_path="/tmp/judge.lua"
+    )
     assert "bind :2375\n" in deployed
     assert "server engine /var/run/docker.sock\n" in deployed
+    assert "lua-load /usr/local/etc/haproxy/create_judge.lua\n" in deployed
     assert (
-        deployed.replace("bind :2375", "bind 127.0.0.1:1").replace(
-            "/var/run/docker.sock", "/tmp/x.sock"
-        )
+        deployed.replace("bind :2375", "bind 127.0.0.1:1")
+        .replace("/var/run/docker.sock", "/tmp/x.sock")
+        .replace("/usr/local/etc/haproxy/create_judge.lua", "/tmp/judge.lua")
         == tested
     )
 
 
 def test_haproxy_accepts_the_rendered_configuration(tmp_path: Path) -> None:
-    haproxy = shutil.which("haproxy")
-    assert haproxy, "haproxy is not installed; apt-get install -y haproxy"
     config = tmp_path / "haproxy.cfg"
-    config.write_text(render_config(PIPELINES, REGISTRY))
-    check = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    judge = tmp_path / "create_judge.lua"
+    judge.write_text(CREATE_JUDGE.read_text())
+    config.write_text(render_config(RULES, judge_path=str(judge)))
+    haproxy.check(tmp_path, config)
 
 
 # --- The proxy's container, as the local stack declares it ------------------------
@@ -785,13 +1150,46 @@ def test_the_socket_group_comes_from_configuration() -> None:
     assert container(evaluation, "docker-api-proxy").inputs["groupAdds"] == ["4242"]
 
 
-def test_the_proxy_runs_the_allowlist_for_this_stacks_pipelines_network(
-    local: render.Evaluation,
-) -> None:
+def test_the_proxy_runs_the_allowlist_with_this_stacks_rules(local: render.Evaluation) -> None:
     proxy = container(local, "docker-api-proxy").inputs
-    (upload,) = proxy["uploads"]
-    assert upload["file"] == "/usr/local/etc/haproxy/haproxy.cfg"
-    assert upload["content"] == render_config(
-        f"{PREFIX}-pipelines", f"127.0.0.1:{local.config.docker.ports.registry}"
+    config, judge = proxy["uploads"]
+    assert config["file"] == "/usr/local/etc/haproxy/haproxy.cfg"
+    # The stack's pipelines network, registry, name prefix and task resources.
+    assert config["content"] == render_config(
+        replace(RULES, registry=f"127.0.0.1:{local.config.docker.ports.registry}")
     )
+    assert judge == {"file": JUDGE_PATH, "content": CREATE_JUDGE.read_text()}
     assert proxy["command"][-2:] == ["-f", "/usr/local/etc/haproxy/haproxy.cfg"]
+
+
+def test_the_launch_follows_the_rules_the_proxy_enforces(local: render.Evaluation) -> None:
+    proxy_config = container(local, "docker-api-proxy").inputs["uploads"][0]["content"]
+    runtime = json.loads(env(container(local, "airflow-scheduler"))["ETLSTACK_RUNTIME"])
+    launch = runtime["docker"]
+    assert f'setenv ETLSTACK_CREATE_RULES "network={launch["network"]} ' in proxy_config
+    assert "/v" + launch["apiVersion"].replace(".", "\\.") + "/containers/create" in proxy_config
+    assert f"max_pids={launch['pidsLimit']} " in proxy_config
+    assert f"max_log_bytes={launch['logMaxBytes']} max_log_files={launch['logMaxFiles']}" in (
+        proxy_config
+    )
+    assert launch["taskContainerPrefix"].replace("-", "\\-") in proxy_config
+
+
+def test_a_refusal_is_logged_with_the_rule_it_broke(proxy: Proxy) -> None:
+    body = _raw(json.dumps(task_container(PidsLimit=0)))
+    status, _, message = _exchange(proxy, "POST", CREATE, body)
+    assert status == 403
+    rule = message.removeprefix("refused by the Docker API proxy: ").split(";")[0]
+    line = proxy.haproxy.line_with("HostConfig.PidsLimit")
+    assert f"POST {CREATE} HTTP/1.1" in line and " 403 " in line
+    assert rule.replace('"', "") in line.replace('"', "")
+
+
+def test_a_create_the_judge_fails_on_is_refused(tmp_path: Path) -> None:
+    # A judge with a fault in it: HAProxy logs a Lua error and goes on with the request,
+    # so only the configuration's own check stands between the create and the engine.
+    faulty = 'core.register_action("judge_create", { "http-req" }, function(txn) error("x") end, 0)'
+    with _running_proxy(tmp_path, faulty) as running:
+        status, forwarded, message = _exchange(running, "POST", CREATE, _json(task_container()))
+    assert (status, forwarded) == (403, False), message
+    assert "the proxy could not judge it" in message
