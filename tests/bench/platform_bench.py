@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import resource
 import subprocess
 import tarfile
@@ -336,29 +337,44 @@ def _process_seconds(name: str) -> float:
 
 @dataclass(frozen=True)
 class Cpu:
-    """CPU seconds used so far: by the containers that run Airflow (and, for the
+    """CPU seconds used so far: by each container that runs Airflow (and, for the
     platform, its Docker API proxy), by every container (task containers included, removed
     ones too), by the Docker daemon, and by this process's children (the docker CLI)."""
 
-    airflow: float
+    airflow_components: dict[str, float]
     containers: float
     daemon: float
     client: float
+
+    @property
+    def airflow(self) -> float:
+        return sum(self.airflow_components.values())
 
     def per_task(self, since: Cpu, tasks: int) -> dict[str, float]:
         airflow = self.airflow - since.airflow
         return {
             "Airflow (and proxy)": airflow / tasks,
+            **{
+                # Which component of the orchestration the CPU goes to.
+                f"  of which {component}": (seconds - since.airflow_components[component]) / tasks
+                for component, seconds in self.airflow_components.items()
+            },
             "task container": (self.containers - since.containers - airflow) / tasks,
             "Docker daemon": (self.daemon - since.daemon) / tasks,
             "docker CLI": (self.client - since.client) / tasks,
         }
 
 
+def _component(container: Any) -> str:
+    """An Airflow container's component: etlstack-e2e-airflow-scheduler and the peer's
+    etlstack-e2e-peer-scheduler are both the scheduler."""
+    return re.sub(r"^etlstack-[a-z0-9]+-(airflow-|peer-)?", "", container.name)
+
+
 def cpu(airflow_containers: list[Any]) -> Cpu:
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return Cpu(
-        airflow=sum(cpu_seconds(c) for c in airflow_containers),
+        airflow_components={_component(c): cpu_seconds(c) for c in airflow_containers},
         containers=_cgroup_seconds(CONTAINERS_CGROUP),
         daemon=sum(_process_seconds(name) for name in DAEMONS),
         client=children.ru_utime + children.ru_stime,

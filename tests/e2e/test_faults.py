@@ -308,7 +308,9 @@ def test_a_lost_database_volume_is_restored_from_a_backup(
     # A damaged or unknown backup is refused before anything changes.
     refused = etlstack(project, "restore", E2E_STACK, "20200101T000000Z", "--yes")
     assert refused.returncode == 1 and "20200101T000000Z does not exist" in refused.stderr
-    assert platform.container("airflow-scheduler").status == "running"
+    # The refused restore did not stop Airflow (a restore does, first). Without its
+    # database the scheduler may be crashing and restarting by itself: that is not a stop.
+    assert platform.container("airflow-scheduler").status in ("running", "restarting")
 
     restored = etlstack(project, "restore", E2E_STACK, backup, "--yes")
     assert restored.returncode == 0, restored.stdout + restored.stderr
