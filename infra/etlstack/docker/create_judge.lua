@@ -219,7 +219,8 @@ end
 
 local function is_empty(v)
   if is_object(v) then
-    return next(v.fields) == nil
+    -- By its keys: the engine keeps a map's key whose value is null (as "" or {}).
+    return next(v.keys) == nil
   elseif is_array(v) then
     return #v.items == 0
   end
@@ -370,7 +371,7 @@ local function bounded_log(v, path)
     and tonumber(digits) * SIZE_UNITS[unit] <= rules.max_log_bytes
     and (files == nil or type(files) == "string" and files:match("^[1-9]%d*$") ~= nil
       and tonumber(files) <= rules.max_log_files)
-  for key, _ in pairs(options) do
+  for key, _ in pairs(is_object(fields.config) and fields.config.keys or {}) do
     fine = fine and (key == "max-size" or key == "max-file")
   end
   if not fine then

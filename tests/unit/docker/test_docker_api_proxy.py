@@ -684,6 +684,11 @@ REFUSED_CREATES: dict[str, tuple[bytes, str]] = {
     "unmasked /proc": (_with('"MaskedPaths": []'), "HostConfig.MaskedPaths is not a setting"),
     "writable /proc/sys": (_with('"ReadonlyPaths": []'), "HostConfig.ReadonlyPaths is not"),
     "sysctls": (_with('"Sysctls": {"net.ipv4.ip_forward": "1"}'), "HostConfig.Sysctls"),
+    "a sysctl set to null": (
+        _with('"Sysctls": {"net.ipv4.ip_forward": null}'),
+        "HostConfig.Sysctls",
+    ),
+    "a tmpfs at a path, its options null": (_with('"Tmpfs": {"/run": null}'), "HostConfig.Tmpfs"),
     "published ports": (
         _with('"PortBindings": {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]}'),
         "HostConfig.PortBindings",
@@ -752,6 +757,19 @@ REFUSED_CREATES: dict[str, tuple[bytes, str]] = {
             json.dumps(
                 task_container(
                     LogConfig={"Type": "json-file", "Config": {"max-size": "1m", "max-file": "99"}}
+                )
+            )
+        ),
+        "HostConfig.LogConfig must be",
+    ),
+    "a log option set to null": (
+        _raw(
+            json.dumps(
+                task_container(
+                    LogConfig={
+                        "Type": "json-file",
+                        "Config": {"max-size": "1m", "syslog-address": None},
+                    }
                 )
             )
         ),
