@@ -29,6 +29,7 @@ from pipeline_factory.runtime import (
     cpu_cores,
     load,
     memory_bytes,
+    nano_cpus,
 )
 
 __all__ = [
@@ -103,7 +104,7 @@ def _docker_task(
         "network_mode": runtime.docker.network,
         "user": f"{TASK_UID}:{TASK_GID}",
         "cpus": cpu_cores(runtime.cpu),
-        "nano_cpus": round(cpu_cores(runtime.cpu) * 1e9),
+        "nano_cpus": nano_cpus(runtime.cpu),
         "mem_limit": memory_bytes(runtime.memory),
         # The scheduler runs in a container: a host temp dir to mount does not exist.
         "mount_tmp_dir": False,

@@ -56,6 +56,11 @@ def cpu_cores(quantity: str) -> float:
     return float(match.group(1)) / (1000 if match.group(2) else 1)
 
 
+def nano_cpus(quantity: str) -> int:
+    """A Kubernetes CPU quantity in the Docker Engine's unit of a CPU limit (NanoCpus)."""
+    return round(cpu_cores(quantity) * 1e9)
+
+
 def memory_bytes(quantity: str) -> int:
     """A Kubernetes memory quantity ("512Mi", "1G", "1048576") in bytes."""
     match = _MEMORY.fullmatch(quantity)

@@ -23,6 +23,7 @@ from pipeline_factory.contract import (
     RuntimeSettingsError,
     cpu_cores,
     memory_bytes,
+    nano_cpus,
 )
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "cpu_cores",
     "load",
     "memory_bytes",
+    "nano_cpus",
     "parse",
 ]
 

@@ -144,11 +144,7 @@ def stand_in(client: docker.DockerClient, setting: str) -> str:
 
 def ensure(client: docker.DockerClient) -> dict[str, str]:
     """Build what is missing; return the stack's image settings pointing at the stand-ins."""
-    bases = {suite: _base(client, suite) for suite in sorted({s for _, s in STAND_INS.values()})}
-    return {
-        setting: _stand_in(client, bases[suite], name)
-        for setting, (name, suite) in STAND_INS.items()
-    }
+    return {setting: stand_in(client, setting) for setting in STAND_INS}
 
 
 _PEM = re.compile(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----")

@@ -110,7 +110,7 @@ class DockerPlatform(pulumi.ComponentResource):
             registry=registry_host(settings.registry, docker_settings),
             name_prefix=f"{prefix}-task-",
             max_memory=contract.memory_bytes(task_resources.memory),
-            max_nano_cpus=round(contract.cpu_cores(task_resources.cpu) * 1e9),
+            max_nano_cpus=contract.nano_cpus(task_resources.cpu),
         )
         proxy = DockerApiProxy(
             f"{name}-docker-api-proxy",
